@@ -1,0 +1,2 @@
+//! The `opgate` command line.
+fn main() {}

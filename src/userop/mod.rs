@@ -1,0 +1,1 @@
+//! UserOperation wire and domain types.
