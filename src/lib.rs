@@ -1,12 +1,27 @@
 //! # opgate
 //!
-//! A policy-enforcing JSON-RPC proxy for ERC-4337 bundlers.
+//! A policy-enforcing JSON-RPC proxy for ERC-4337 bundlers. Every bundler method passes through to
+//! the upstream unchanged; `eth_sendUserOperation` goes through [`pipeline`] first.
 //!
 //! # Layout
 //!
+//! - [`app`]: wiring — builds every part from a [`config::Config`] and runs them.
+//! - [`config`]: TOML → raw serde types → validated configuration; units and `${ENV}` expansion.
+//! - [`chain`]: what opgate holds per served chain.
+//! - [`rpc`]: HTTP server, per-chain routing, the per-call gateway, handlers, JSON-RPC error codes.
+//! - [`relay`]: upstream bundlers — HTTP client, failover, the no-second-send rule.
+//! - [`pipeline`]: the life of an `eth_sendUserOperation`.
+//! - [`telemetry`]: Prometheus metrics and tracing.
 //! - [`userop`]: UserOperation v0.6/v0.7/v0.8 wire and domain types, packing, userOpHash.
 //! - [`decode`]: Kernel nonce, execution calldata, permission signatures, enable data, policies.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod chain;
+pub mod config;
 pub mod decode;
+pub mod pipeline;
+pub mod relay;
+pub mod rpc;
+pub mod telemetry;
 pub mod userop;

@@ -1,2 +1,150 @@
-//! The `opgate` command line.
-fn main() {}
+//! The `opgate` command line: `serve`, `check-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use opgate::app::App;
+use opgate::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(name = "opgate", version, about = "A policy-enforcing proxy for ERC-4337 bundlers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve JSON-RPC in front of one or more upstream bundlers.
+    Serve(ServeArgs),
+    /// Validate a configuration file and exit.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML). Flags override it.
+    #[arg(long, env = "OPGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Upstream bundler URL; repeat for failover order.
+    #[arg(long = "upstream", value_name = "URL")]
+    upstreams: Vec<String>,
+    /// JSON-RPC listen address [default: 127.0.0.1:4337].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics listen address [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Chain id of the upstreams given with --upstream (asked of the upstream when omitted).
+    #[arg(long)]
+    chain_id: Option<u64>,
+    /// Log format: pretty or json [default: pretty]. Filter with RUST_LOG.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file, &Overrides::default()) {
+            Ok(config) => {
+                println!("{}: ok ({} chain(s))", file.display(), config.chains.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("opgate: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        upstreams: args.upstreams,
+        chain_id: args.chain_id,
+        log_format: args.log_format,
+    };
+    let config = match &args.config {
+        Some(path) => Config::load(path, &overrides),
+        None => Config::from_overrides(&overrides),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("opgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    opgate::telemetry::init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("opgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listen = config.server.listen;
+        let metrics_listen = config.server.metrics_listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("opgate: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let metrics_listener = match tokio::net::TcpListener::bind(metrics_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("opgate: cannot listen on {metrics_listen} for metrics: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("opgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match app.run(listener, Some(metrics_listener), shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("opgate: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,129 @@
+//! Wiring: builds every part from a [`Config`] and runs them until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::value::RawValue;
+use tokio::net::TcpListener;
+
+use crate::chain::Chain;
+use crate::config::Config;
+use crate::relay::{Relay, RelayBuildError, UpstreamAnswer};
+use crate::rpc::{RpcServer, ServerError};
+use crate::telemetry::{self, Metrics};
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Relay(#[from] RelayBuildError),
+    /// The RPC server could not be assembled.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// A built, not yet running, opgate.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    metrics: Metrics,
+    chains: Vec<Arc<Chain>>,
+}
+
+/// How long start-up waits for an upstream to tell its chain id when none was configured.
+const CHAIN_ID_PROBE: Duration = Duration::from_secs(5);
+
+impl App {
+    /// Builds every part. Chains configured without an id ask their upstream (`eth_chainId`).
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let metrics = Metrics::new();
+        let max_response = config.server.max_response_body_bytes as usize;
+        let mut chains = Vec::with_capacity(config.chains.len());
+        for chain in &config.chains {
+            let id = match chain.id {
+                Some(id) => Some(id),
+                None => {
+                    let probe = Relay::new(&chain.upstreams, config.connect_timeout, max_response, None)?;
+                    ask_chain_id(&probe).await
+                }
+            };
+            let label = id.map_or_else(|| "default".to_string(), |id| id.to_string());
+            let names: Vec<String> = chain.upstreams.iter().map(|u| u.name.clone()).collect();
+            let chain_metrics = metrics.chain(&label, &names);
+            let relay = Relay::new(
+                &chain.upstreams,
+                config.connect_timeout,
+                max_response,
+                Some(chain_metrics.clone()),
+            )?;
+            chains.push(Arc::new(Chain {
+                id,
+                label,
+                relay,
+                methods: config.methods.clone(),
+                metrics: chain_metrics,
+            }));
+        }
+        Ok(Self {
+            config,
+            metrics,
+            chains,
+        })
+    }
+
+    /// The metrics registry (for tests and embedding).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The chains served, in configuration order.
+    pub fn chains(&self) -> &[Arc<Chain>] {
+        &self.chains
+    }
+
+    /// Serves JSON-RPC on `listener` and metrics on `metrics_listener` until `shutdown`
+    /// resolves, then drains in-flight requests and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let server = RpcServer::new(self.chains.clone(), &self.config.server, &self.metrics)?;
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = metrics_listener.map(|l| {
+            let metrics = self.metrics.clone();
+            tokio::spawn(telemetry::serve_metrics(l, metrics, metrics_stopped.map(|_| ())))
+        });
+        if let Ok(addr) = listener.local_addr() {
+            let chains: Vec<&str> = self.chains.iter().map(|c| c.label.as_str()).collect();
+            tracing::info!(%addr, ?chains, "opgate listening");
+        }
+        server.serve(listener, shutdown).await;
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        tracing::info!("opgate stopped");
+        Ok(())
+    }
+}
+
+async fn ask_chain_id(relay: &Relay) -> Option<u64> {
+    let params = RawValue::from_string("[]".into()).ok()?;
+    let answer = tokio::time::timeout(CHAIN_ID_PROBE, relay.forward("eth_chainId", Some(&params))).await;
+    let parsed = match answer {
+        Ok(Ok(UpstreamAnswer::Result(raw))) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok()),
+        _ => None,
+    };
+    match parsed {
+        Some(id) => tracing::info!(chain_id = id, "chain id learned from the upstream"),
+        None => tracing::warn!("the upstream did not tell its chain id; serving at / only"),
+    }
+    parsed
+}

@@ -1,0 +1,21 @@
+//! Everything opgate holds for one served chain: its id, its upstreams, its pass-through rules and
+//! its metric handles. Built once at start-up, shared by every request on that chain.
+
+use crate::config::MethodRules;
+use crate::relay::Relay;
+use crate::telemetry::ChainMetrics;
+
+/// One served chain.
+#[derive(Debug)]
+pub struct Chain {
+    /// EIP-155 id, when known.
+    pub id: Option<u64>,
+    /// The `chain` metric label: the id, or `default` when unknown.
+    pub label: String,
+    /// Upstream bundlers.
+    pub relay: Relay,
+    /// Which methods pass through.
+    pub methods: MethodRules,
+    /// Metric handles.
+    pub metrics: ChainMetrics,
+}

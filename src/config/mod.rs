@@ -1,0 +1,612 @@
+//! Configuration in stages: TOML text → [`raw`] serde types (unknown keys rejected) → `${ENV}`
+//! expansion → command-line overrides → defaults → a validated [`Config`].
+//!
+//! Every error names the key it is about (`chains[0].upstreams[1].url`), so an operator can fix a
+//! file without reading code. Nothing in this module panics on input.
+
+mod env;
+mod raw;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use raw::{RawConfig, RawUpstream};
+use url::Url;
+
+pub use env::expand as expand_env;
+
+/// Methods relayed by default. `debug_*` is deliberately absent: bundlers expose state-changing
+/// debug calls (`debug_bundler_clearState`, `debug_bundler_sendBundleNow`) that no public client
+/// should reach.
+pub const DEFAULT_ALLOWED_METHODS: &[&str] = &[
+    "eth_sendUserOperation",
+    "eth_estimateUserOperationGas",
+    "eth_getUserOperationByHash",
+    "eth_getUserOperationReceipt",
+    "eth_supportedEntryPoints",
+    "eth_chainId",
+    "pimlico_*",
+    "zd_*",
+    "rundler_*",
+    "boost_*",
+    "pm_*",
+];
+
+/// A configuration problem, naming the file or key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is present but not acceptable.
+    #[error("invalid `{key}`: {message}")]
+    Invalid {
+        /// The dotted key path, e.g. `chains[0].upstreams[1].url`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable, for terminals.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!("`{other}` is not a log format (use \"pretty\" or \"json\")")),
+        }
+    }
+}
+
+/// Listener and limit settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address of the JSON-RPC listener.
+    pub listen: SocketAddr,
+    /// Address of the Prometheus metrics listener.
+    pub metrics_listen: SocketAddr,
+    /// Largest accepted request body.
+    pub max_request_body_bytes: u32,
+    /// Largest response body, for our answers and for what we accept from an upstream.
+    pub max_response_body_bytes: u32,
+    /// Largest accepted JSON-RPC batch.
+    pub max_batch: u32,
+    /// Most concurrent client connections.
+    pub max_connections: u32,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4337)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_request_body_bytes: 1 << 20,
+            max_response_body_bytes: 10 << 20,
+            max_batch: 100,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which JSON-RPC methods may pass through to the upstream bundler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodRules {
+    allow: Vec<MethodPattern>,
+    deny: Vec<MethodPattern>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MethodPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl MethodPattern {
+    fn parse(s: &str) -> Result<Self, String> {
+        let valid = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if let Some(prefix) = s.strip_suffix('*') {
+            if valid(prefix) {
+                return Ok(Self::Prefix(prefix.to_string()));
+            }
+        } else if valid(s) {
+            return Ok(Self::Exact(s.to_string()));
+        }
+        Err(format!("`{s}` is not a method name or a `prefix_*` pattern"))
+    }
+
+    fn matches(&self, method: &str) -> bool {
+        match self {
+            Self::Exact(name) => name == method,
+            Self::Prefix(prefix) => method.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl MethodRules {
+    /// Builds rules from patterns (`eth_chainId`, `pimlico_*`). Deny wins over allow.
+    pub fn new<S: AsRef<str>>(allow: &[S], deny: &[S]) -> Result<Self, String> {
+        let parse = |v: &[S]| {
+            v.iter()
+                .map(|s| MethodPattern::parse(s.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            allow: parse(allow)?,
+            deny: parse(deny)?,
+        })
+    }
+
+    /// Whether `method` may be relayed.
+    pub fn allows(&self, method: &str) -> bool {
+        self.allow.iter().any(|p| p.matches(method)) && !self.deny.iter().any(|p| p.matches(method))
+    }
+}
+
+impl Default for MethodRules {
+    fn default() -> Self {
+        Self::new::<&str>(DEFAULT_ALLOWED_METHODS, &[]).expect("default method patterns are valid")
+    }
+}
+
+/// One upstream bundler endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Name used in logs and metrics (never the URL, which may carry an API key).
+    pub name: String,
+    /// Endpoint URL (http or https), secrets already expanded.
+    pub url: Url,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Extra headers sent with every request (e.g. an API key header).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL and headers may hold credentials: show only what identifies the upstream.
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("host", &self.url.host_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One chain: its id and its upstream bundlers in failover order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// EIP-155 chain id; `None` only when started from the command line without `--chain-id`, in
+    /// which case it is asked of the upstream at start-up.
+    pub id: Option<u64>,
+    /// Upstream bundlers, tried in this order.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listeners and limits.
+    pub server: ServerConfig,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Pass-through allow/deny rules.
+    pub methods: MethodRules,
+    /// Timeout for establishing an upstream connection.
+    pub connect_timeout: Duration,
+    /// Chains served; never empty.
+    pub chains: Vec<ChainConfig>,
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--upstream`, repeatable, in failover order.
+    pub upstreams: Vec<String>,
+    /// `--chain-id`.
+    pub chain_id: Option<u64>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Config {
+    /// Reads, parses and validates a file, then applies `overrides`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text, overrides).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text, then applies `overrides`.
+    pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<inline>".into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Self::from_raw(raw, overrides)
+    }
+
+    /// The embedded default: no file, everything from the command line.
+    pub fn from_overrides(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_raw(RawConfig::default(), overrides)
+    }
+
+    fn from_raw(raw: RawConfig, ov: &Overrides) -> Result<Self, ConfigError> {
+        let defaults = ServerConfig::default();
+        let s = &raw.server;
+        let addr = |key: &str, v: &Option<String>, d: SocketAddr| -> Result<SocketAddr, ConfigError> {
+            match v {
+                None => Ok(d),
+                Some(v) => env::expand(v)
+                    .map_err(|m| invalid(key, m))?
+                    .parse()
+                    .map_err(|_| invalid(key, format!("`{v}` is not a socket address like 127.0.0.1:4337"))),
+            }
+        };
+        let size = |key: &str, v: &Option<String>, d: u32| -> Result<u32, ConfigError> {
+            match v {
+                None => Ok(d),
+                Some(v) => {
+                    let n = units::parse_byte_size(v).map_err(|m| invalid(key, m))?;
+                    if n == 0 || n > u64::from(u32::MAX) {
+                        return Err(invalid(key, "must be between 1 byte and 4 GiB"));
+                    }
+                    Ok(n as u32)
+                }
+            }
+        };
+        let positive = |key: &str, v: Option<u32>, d: u32| -> Result<u32, ConfigError> {
+            match v {
+                Some(0) => Err(invalid(key, "must be at least 1")),
+                Some(n) => Ok(n),
+                None => Ok(d),
+            }
+        };
+
+        let server = ServerConfig {
+            listen: match ov.listen {
+                Some(a) => a,
+                None => addr("server.listen", &s.listen, defaults.listen)?,
+            },
+            metrics_listen: match ov.metrics_listen {
+                Some(a) => a,
+                None => addr("server.metrics_listen", &s.metrics_listen, defaults.metrics_listen)?,
+            },
+            max_request_body_bytes: size(
+                "server.max_request_body",
+                &s.max_request_body,
+                defaults.max_request_body_bytes,
+            )?,
+            max_response_body_bytes: size(
+                "server.max_response_body",
+                &s.max_response_body,
+                defaults.max_response_body_bytes,
+            )?,
+            max_batch: positive("server.max_batch", s.max_batch, defaults.max_batch)?,
+            max_connections: positive("server.max_connections", s.max_connections, defaults.max_connections)?,
+            shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace, defaults.shutdown_grace)?,
+        };
+
+        let log_format = match (ov.log_format, &raw.log.format) {
+            (Some(f), _) => f,
+            (None, Some(f)) => f.parse().map_err(|m| invalid("log.format", m))?,
+            (None, None) => LogFormat::default(),
+        };
+
+        let methods = {
+            let allow: Vec<String> = match &raw.methods.allow {
+                Some(list) => list.clone(),
+                None => DEFAULT_ALLOWED_METHODS.iter().map(|s| s.to_string()).collect(),
+            };
+            MethodRules::new(&allow, &raw.methods.deny).map_err(|m| invalid("methods", m))?
+        };
+
+        let upstream_timeout = duration(
+            "upstream_defaults.timeout",
+            &raw.upstream_defaults.timeout,
+            DEFAULT_UPSTREAM_TIMEOUT,
+        )?;
+        let connect_timeout = duration(
+            "upstream_defaults.connect_timeout",
+            &raw.upstream_defaults.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+
+        let mut chains = Vec::with_capacity(raw.chains.len());
+        for (i, chain) in raw.chains.iter().enumerate() {
+            let key = format!("chains[{i}]");
+            if chain.id == 0 {
+                return Err(invalid(format!("{key}.id"), "chain id 0 is not a chain"));
+            }
+            if chains.iter().any(|c: &ChainConfig| c.id == Some(chain.id)) {
+                return Err(invalid(
+                    format!("{key}.id"),
+                    format!("chain {} is configured twice", chain.id),
+                ));
+            }
+            let mut upstreams = Vec::with_capacity(chain.upstreams.len());
+            for (j, up) in chain.upstreams.iter().enumerate() {
+                let key = format!("{key}.upstreams[{j}]");
+                upstreams.push(upstream(&key, j, up, upstream_timeout)?);
+            }
+            chains.push(ChainConfig {
+                id: Some(chain.id),
+                upstreams,
+            });
+        }
+
+        if !ov.upstreams.is_empty() {
+            let mut upstreams = Vec::with_capacity(ov.upstreams.len());
+            for (j, url) in ov.upstreams.iter().enumerate() {
+                let key = format!("--upstream[{j}]");
+                upstreams.push(upstream(&key, j, &RawUpstream::Url(url.clone()), upstream_timeout)?);
+            }
+            let target = match ov.chain_id {
+                Some(id) => chains.iter().position(|c| c.id == Some(id)),
+                None if chains.len() <= 1 => (!chains.is_empty()).then_some(0),
+                None => {
+                    return Err(invalid(
+                        "--upstream",
+                        "the config file has several chains: say which one with --chain-id",
+                    ))
+                }
+            };
+            match target {
+                Some(i) => chains[i].upstreams = upstreams,
+                None => chains.push(ChainConfig {
+                    id: ov.chain_id,
+                    upstreams,
+                }),
+            }
+        } else if let Some(id) = ov.chain_id {
+            if !chains.iter().any(|c| c.id == Some(id)) {
+                return Err(invalid(
+                    "--chain-id",
+                    format!("chain {id} has no upstream: add --upstream URL"),
+                ));
+            }
+        }
+
+        if chains.is_empty() {
+            return Err(invalid(
+                "chains",
+                "no chain configured: pass --upstream URL or add a [[chains]] table",
+            ));
+        }
+        for (i, chain) in chains.iter().enumerate() {
+            if chain.upstreams.is_empty() {
+                return Err(invalid(
+                    format!("chains[{i}].upstreams"),
+                    "at least one upstream is needed",
+                ));
+            }
+        }
+
+        Ok(Self {
+            server,
+            log_format,
+            methods,
+            connect_timeout,
+            chains,
+        })
+    }
+}
+
+/// A duration value at `key`, or `default` when absent. Zero is refused.
+fn duration(key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let d = units::parse_duration(v).map_err(|m| invalid(key, m))?;
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn upstream(
+    key: &str,
+    index: usize,
+    raw: &RawUpstream,
+    default_timeout: Duration,
+) -> Result<UpstreamConfig, ConfigError> {
+    let (url, name, timeout, headers) = match raw {
+        RawUpstream::Url(url) => (url, None, None, BTreeMap::new()),
+        RawUpstream::Full(t) => (&t.url, t.name.clone(), t.timeout.clone(), t.headers.clone()),
+    };
+    let url_key = format!("{key}.url");
+    let expanded = env::expand(url).map_err(|m| invalid(&url_key, m))?;
+    let url = Url::parse(&expanded).map_err(|e| invalid(&url_key, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(&url_key, "must be an http:// or https:// URL with a host"));
+    }
+    let name = name.unwrap_or_else(|| format!("upstream-{index}"));
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(invalid(format!("{key}.name"), "use 1-64 characters from [A-Za-z0-9_-]"));
+    }
+    let timeout = duration(&format!("{key}.timeout"), &timeout, default_timeout)?;
+    let mut expanded_headers = BTreeMap::new();
+    for (h, v) in headers {
+        let hkey = format!("{key}.headers.{h}");
+        http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| invalid(&hkey, "not a valid header name"))?;
+        let v = env::expand(&v).map_err(|m| invalid(&hkey, m))?;
+        http::HeaderValue::from_str(&v).map_err(|_| invalid(&hkey, "not a valid header value"))?;
+        expanded_headers.insert(h, v);
+    }
+    Ok(UpstreamConfig {
+        name,
+        url,
+        timeout,
+        headers: expanded_headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov_upstream(url: &str) -> Overrides {
+        Overrides {
+            upstreams: vec![url.into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn embedded_default_needs_only_an_upstream() {
+        let c = Config::from_overrides(&ov_upstream("http://127.0.0.1:14337")).unwrap();
+        assert_eq!(c.chains.len(), 1);
+        assert_eq!(c.chains[0].id, None);
+        assert_eq!(c.server, ServerConfig::default());
+        assert!(c.methods.allows("pimlico_getUserOperationGasPrice"));
+        assert!(!c.methods.allows("debug_bundler_clearState"));
+        let err = Config::from_overrides(&Overrides::default()).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { ref key, .. } if key == "chains"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &Overrides::default()).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse { message, .. } if message.contains("lisen")),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[[chains]]\nid = 1\nupstreams = [{ url = \"http://a\", tmeout = \"1s\" }]\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tmeout"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (
+                "[[chains]]\nid = 1\nupstreams = [\"ftp://x\"]\n",
+                "chains[0].upstreams[0].url",
+            ),
+            ("[[chains]]\nid = 1\nupstreams = []\n", "chains[0].upstreams"),
+            (
+                "[server]\nmax_batch = 0\n[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n",
+                "server.max_batch",
+            ),
+            (
+                "[server]\nshutdown_grace = \"10\"\n[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n",
+                "server.shutdown_grace",
+            ),
+            (
+                "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n[[chains]]\nid = 1\nupstreams = [\"http://b\"]\n",
+                "chains[1].id",
+            ),
+            (
+                "[[chains]]\nid = 1\nupstreams = [{ url = \"http://a/${OPGATE_TEST_UNSET_VAR}\" }]\n",
+                "chains[0].upstreams[0].url",
+            ),
+            (
+                "[methods]\nallow = [\"eth chainId\"]\n[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n",
+                "methods",
+            ),
+        ];
+        for (text, key) in cases {
+            match Config::from_toml(text, &Overrides::default()) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "for {text}"),
+                other => panic!("expected an error at {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let text = "[server]\nlisten = \"127.0.0.1:1000\"\n[[chains]]\nid = 10\nupstreams = [\"http://a\"]\n";
+        let ov = Overrides {
+            listen: Some("127.0.0.1:2000".parse().unwrap()),
+            upstreams: vec!["http://b".into()],
+            ..Default::default()
+        };
+        let c = Config::from_toml(text, &ov).unwrap();
+        assert_eq!(c.server.listen.port(), 2000);
+        assert_eq!(c.chains[0].id, Some(10));
+        assert_eq!(c.chains[0].upstreams[0].url.as_str(), "http://b/");
+        let two = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n[[chains]]\nid = 2\nupstreams = [\"http://b\"]\n";
+        assert!(Config::from_toml(two, &ov_upstream("http://c")).is_err());
+        let ov = Overrides {
+            chain_id: Some(3),
+            upstreams: vec!["http://c".into()],
+            ..Default::default()
+        };
+        assert_eq!(Config::from_toml(two, &ov).unwrap().chains.len(), 3);
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let rules = MethodRules::new(&["eth_*", "debug_*"], &["debug_bundler_clearState"]).unwrap();
+        assert!(rules.allows("debug_bundler_dumpMempool"));
+        assert!(!rules.allows("debug_bundler_clearState"));
+        assert!(!rules.allows("pimlico_x"));
+    }
+
+    #[test]
+    fn upstream_debug_hides_credentials() {
+        let text = "[[chains]]\nid = 1\nupstreams = [{ url = \"https://h/rpc?apikey=SECRET\", headers = { x-api-key = \"SECRET\" } }]\n";
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        assert!(!format!("{c:?}").contains("SECRET"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Methods opgate answers itself, registered on jsonrpsee. Each handler is a thin adapter: it
+//! takes the raw params, calls logic that knows nothing of jsonrpsee, and reports its outcome.
+
+use std::sync::Arc;
+
+use jsonrpsee::core::RegisterMethodError;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::{Extensions, RpcModule};
+use serde_json::value::RawValue;
+
+use super::errors::RpcFailure;
+use super::gateway::OutcomeSlot;
+use crate::chain::Chain;
+use crate::pipeline;
+use crate::telemetry::Outcome;
+
+/// Names of the methods registered by [`module`], for the gateway's dispatch.
+pub const LOCAL_METHODS: &[&str] = &["eth_sendUserOperation"];
+
+fn finish(ext: &Extensions, result: Result<Box<RawValue>, RpcFailure>) -> Result<Box<RawValue>, ErrorObjectOwned> {
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(f) => f.outcome,
+    };
+    if let Some(slot) = ext.get::<OutcomeSlot>() {
+        slot.set(outcome);
+    }
+    result.map_err(|f| f.error)
+}
+
+/// The chain's locally implemented methods.
+pub fn module(chain: Arc<Chain>) -> Result<RpcModule<Chain>, RegisterMethodError> {
+    let mut module = RpcModule::from_arc(chain);
+    module.register_async_method("eth_sendUserOperation", |params, chain, ext| async move {
+        let raw: Option<&RawValue> = params.as_str().and_then(|s| serde_json::from_str(s).ok());
+        let result = pipeline::send_user_operation(&chain, raw).await;
+        finish(&ext, result)
+    })?;
+    Ok(module)
+}

@@ -1,0 +1,210 @@
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{stop_channel, ServerHandle};
+use jsonrpsee::server::{BatchRequestConfig, HttpBody, HttpResponse, Server, ServerConfig as RpcConfig};
+use prometheus::{IntCounter, IntGauge};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceExt};
+
+use super::gateway::Gateway;
+use super::handlers;
+use crate::chain::Chain;
+use crate::config::ServerConfig;
+use crate::telemetry::Metrics;
+
+type ChainService = BoxCloneSyncService<http::Request<Incoming>, HttpResponse, BoxError>;
+
+/// The server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A method could not be registered (a programming error caught at start-up).
+    #[error("registering RPC methods: {0}")]
+    Register(#[from] jsonrpsee::core::RegisterMethodError),
+}
+
+/// How long `/readyz` waits for an upstream.
+const READY_PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+struct Routes {
+    by_id: HashMap<u64, ChainService>,
+    /// Served at `/` when exactly one chain is configured.
+    single: Option<ChainService>,
+    chains: Vec<Arc<Chain>>,
+}
+
+/// The JSON-RPC HTTP server: a function of a bound listener and a shutdown future.
+pub struct RpcServer {
+    routes: Arc<Routes>,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    connections_active: IntGauge,
+    connections_rejected: IntCounter,
+    stop: ServerHandle,
+}
+
+impl std::fmt::Debug for RpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcServer")
+            .field("chains", &self.routes.chains.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RpcServer {
+    /// Assembles one jsonrpsee service per chain.
+    pub fn new(chains: Vec<Arc<Chain>>, cfg: &ServerConfig, metrics: &Metrics) -> Result<Self, ServerError> {
+        let (stop_handle, stop) = stop_channel();
+        let local: Arc<HashSet<&'static str>> = Arc::new(handlers::LOCAL_METHODS.iter().copied().collect());
+        let max_response = cfg.max_response_body_bytes as usize;
+        let mut by_id = HashMap::new();
+        let mut services = Vec::with_capacity(chains.len());
+        for chain in &chains {
+            let rpc_cfg = RpcConfig::builder()
+                .max_request_body_size(cfg.max_request_body_bytes)
+                .max_response_body_size(cfg.max_response_body_bytes)
+                .max_connections(cfg.max_connections)
+                .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
+                .http_only()
+                .build();
+            let for_layer = chain.clone();
+            let local = local.clone();
+            let middleware = RpcServiceBuilder::new()
+                .layer_fn(move |inner| Gateway::new(inner, for_layer.clone(), local.clone(), max_response));
+            let service = Server::builder()
+                .set_config(rpc_cfg)
+                .set_rpc_middleware(middleware)
+                .to_service_builder()
+                .build(handlers::module(chain.clone())?, stop_handle.clone());
+            let service: ChainService = BoxCloneSyncService::new(service);
+            if let Some(id) = chain.id {
+                by_id.insert(id, service.clone());
+            }
+            services.push(service);
+        }
+        let single = if services.len() == 1 { services.pop() } else { None };
+        let (connections_active, connections_rejected) = metrics.connections();
+        Ok(Self {
+            routes: Arc::new(Routes { by_id, single, chains }),
+            max_connections: cfg.max_connections as usize,
+            shutdown_grace: cfg.shutdown_grace,
+            connections_active,
+            connections_rejected,
+            stop,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish for
+    /// up to the configured grace period, and returns.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                self.connections_rejected.inc();
+                tracing::debug!(%peer, "connection limit reached; closing");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let routes = self.routes.clone();
+            let service = hyper::service::service_fn(move |req| route(routes.clone(), req));
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.keep_alive(true);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let watched = graceful.watch(connection);
+            let active = self.connections_active.clone();
+            active.inc();
+            tokio::spawn(async move {
+                if let Err(e) = watched.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                active.dec();
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tracing::info!(
+            connections = graceful.count(),
+            "shutting down; waiting for in-flight requests"
+        );
+        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+        let _ = self.stop.stop();
+    }
+}
+
+fn text(status: u16, body: &'static str) -> HttpResponse {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(HttpBody::from(body))
+        .expect("static response parts are valid")
+}
+
+async fn route(routes: Arc<Routes>, req: http::Request<Incoming>) -> Result<HttpResponse, BoxError> {
+    let path = req.uri().path();
+    match path {
+        "/healthz" => return Ok(text(200, "ok\n")),
+        "/readyz" => return Ok(ready(&routes).await),
+        _ => {}
+    }
+    let service = match path.trim_end_matches('/') {
+        "" => routes.single.clone(),
+        rest => rest
+            .strip_prefix('/')
+            .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| routes.by_id.get(&id).cloned()),
+    };
+    match service {
+        Some(service) => service.oneshot(req).await,
+        None if path == "/" => Ok(text(404, "several chains are served: use /{chainId}\n")),
+        None => Ok(text(404, "no such chain\n")),
+    }
+}
+
+async fn ready(routes: &Routes) -> HttpResponse {
+    let probes = routes
+        .chains
+        .iter()
+        .map(|c| async move { (c.label.clone(), c.relay.probe(READY_PROBE_DEADLINE).await) });
+    let results = join_all(probes).await;
+    let all_ready = results.iter().all(|(_, ok)| *ok);
+    let chains: serde_json::Map<String, serde_json::Value> = results
+        .into_iter()
+        .map(|(label, ok)| (label, serde_json::Value::Bool(ok)))
+        .collect();
+    let body = serde_json::json!({ "ready": all_ready, "chains": chains });
+    http::Response::builder()
+        .status(if all_ready { 200 } else { 503 })
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(HttpBody::from(body.to_string()))
+        .expect("static response parts are valid")
+}

@@ -1,0 +1,484 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio::net::TcpListener;
+
+/// Latency buckets in seconds: 100 µs to 30 s, dense where a proxy lives.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+macro_rules! method_labels {
+    ($($variant:ident => $label:literal),* $(,)?) => {
+        /// The `method` label: known bundler methods by name, vendor namespaces by prefix, the rest
+        /// as `other`. Bounded by construction.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum MethodLabel { $($variant),* }
+
+        impl MethodLabel {
+            /// Every label, in a fixed order.
+            pub const ALL: &'static [MethodLabel] = &[$(MethodLabel::$variant),*];
+
+            /// The label text.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(MethodLabel::$variant => $label),* }
+            }
+        }
+    };
+}
+
+method_labels! {
+    SendUserOperation => "eth_sendUserOperation",
+    EstimateUserOperationGas => "eth_estimateUserOperationGas",
+    GetUserOperationByHash => "eth_getUserOperationByHash",
+    GetUserOperationReceipt => "eth_getUserOperationReceipt",
+    SupportedEntryPoints => "eth_supportedEntryPoints",
+    ChainId => "eth_chainId",
+    Pimlico => "pimlico_*",
+    ZeroDev => "zd_*",
+    Rundler => "rundler_*",
+    Boost => "boost_*",
+    Paymaster => "pm_*",
+    Debug => "debug_*",
+    Opgate => "opgate_*",
+    Other => "other",
+}
+
+impl MethodLabel {
+    /// Classifies a client-sent method name.
+    pub fn of(method: &str) -> Self {
+        match method {
+            "eth_sendUserOperation" => Self::SendUserOperation,
+            "eth_estimateUserOperationGas" => Self::EstimateUserOperationGas,
+            "eth_getUserOperationByHash" => Self::GetUserOperationByHash,
+            "eth_getUserOperationReceipt" => Self::GetUserOperationReceipt,
+            "eth_supportedEntryPoints" => Self::SupportedEntryPoints,
+            "eth_chainId" => Self::ChainId,
+            m if m.starts_with("pimlico_") => Self::Pimlico,
+            m if m.starts_with("zd_") => Self::ZeroDev,
+            m if m.starts_with("rundler_") => Self::Rundler,
+            m if m.starts_with("boost_") => Self::Boost,
+            m if m.starts_with("pm_") => Self::Paymaster,
+            m if m.starts_with("debug_") => Self::Debug,
+            m if m.starts_with("opgate_") => Self::Opgate,
+            _ => Self::Other,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a client request ended, as the `outcome` label of `opgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A result was returned.
+    Success,
+    /// The upstream answered with a JSON-RPC error, passed through.
+    UpstreamRpcError,
+    /// No usable answer from any upstream.
+    UpstreamFailure,
+    /// opgate refused the request (method not allowed, invalid params, policy).
+    Rejected,
+    /// An internal failure.
+    Internal,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 5] = [
+        Self::Success,
+        Self::UpstreamRpcError,
+        Self::UpstreamFailure,
+        Self::Rejected,
+        Self::Internal,
+    ];
+
+    /// The label text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::UpstreamRpcError => "upstream_rpc_error",
+            Self::UpstreamFailure => "upstream_failure",
+            Self::Rejected => "rejected",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// How one upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// A JSON-RPC result.
+    Ok,
+    /// A JSON-RPC error object.
+    RpcError,
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection could not be made.
+    ConnectError,
+    /// The connection broke after the request was sent.
+    TransportError,
+    /// An HTTP status without a JSON-RPC body.
+    HttpError,
+    /// A body that is not a JSON-RPC response, or too large.
+    BadResponse,
+}
+
+impl UpstreamOutcome {
+    const ALL: [UpstreamOutcome; 7] = [
+        Self::Ok,
+        Self::RpcError,
+        Self::Timeout,
+        Self::ConnectError,
+        Self::TransportError,
+        Self::HttpError,
+        Self::BadResponse,
+    ];
+
+    /// The label text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::RpcError => "rpc_error",
+            Self::Timeout => "timeout",
+            Self::ConnectError => "connect_error",
+            Self::TransportError => "transport_error",
+            Self::HttpError => "http_error",
+            Self::BadResponse => "bad_response",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// JSON-RPC error codes bundlers use (EIP-7769 and the JSON-RPC spec); anything else is `other`.
+const KNOWN_RPC_CODES: &[i32] = &[
+    -32700, -32600, -32601, -32602, -32603, -32500, -32501, -32502, -32503, -32504, -32505, -32506, -32507, -32508,
+    -32521, -32000, -32001, -32002, -32003, -32004, -32005,
+];
+
+/// Every metric opgate exports, registered once at start-up.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    in_flight: IntGaugeVec,
+    upstream_requests: IntCounterVec,
+    upstream_duration: HistogramVec,
+    upstream_rpc_errors: IntCounterVec,
+    failovers: IntCounterVec,
+    connections_active: IntGauge,
+    connections_rejected: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique and valid");
+    c
+}
+
+impl Metrics {
+    /// Creates and registers every metric on a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("opgate".into()), None).expect("valid prefix");
+        let buckets = LATENCY_BUCKETS.to_vec();
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "requests_total",
+                    "JSON-RPC calls received, by chain, method and outcome",
+                ),
+                &["chain", "method", "outcome"],
+            )
+            .expect("valid"),
+        );
+        let request_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("request_duration_seconds", "Time to answer one JSON-RPC call")
+                    .buckets(buckets.clone()),
+                &["chain", "method"],
+            )
+            .expect("valid"),
+        );
+        let in_flight = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("requests_in_flight", "JSON-RPC calls being answered"),
+                &["chain"],
+            )
+            .expect("valid"),
+        );
+        let upstream_requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "upstream_requests_total",
+                    "Requests sent to upstream bundlers, by outcome",
+                ),
+                &["chain", "upstream", "outcome"],
+            )
+            .expect("valid"),
+        );
+        let upstream_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("upstream_request_duration_seconds", "Upstream round-trip time").buckets(buckets),
+                &["chain", "upstream"],
+            )
+            .expect("valid"),
+        );
+        let upstream_rpc_errors = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "upstream_rpc_errors_total",
+                    "JSON-RPC errors answered by upstreams, by code",
+                ),
+                &["chain", "code"],
+            )
+            .expect("valid"),
+        );
+        let failovers = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "upstream_failovers_total",
+                    "Requests moved to the next upstream after a failure",
+                ),
+                &["chain"],
+            )
+            .expect("valid"),
+        );
+        let connections_active = registered(
+            &registry,
+            IntGauge::new("connections_active", "Open client connections").expect("valid"),
+        );
+        let connections_rejected = registered(
+            &registry,
+            IntCounter::new(
+                "connections_rejected_total",
+                "Client connections closed at the connection limit",
+            )
+            .expect("valid"),
+        );
+        let build_info = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("build_info", "Always 1; labels carry the version"),
+                &["version"],
+            )
+            .expect("valid"),
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            upstream_requests,
+            upstream_duration,
+            upstream_rpc_errors,
+            failovers,
+            connections_active,
+            connections_rejected,
+        }
+    }
+
+    /// The registry, for the exporter and for tests.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Handles for one chain, resolved now so the request path does no label lookups.
+    pub fn chain(&self, chain: &str, upstreams: &[String]) -> ChainMetrics {
+        let methods = MethodLabel::ALL
+            .iter()
+            .map(|m| MethodHandles {
+                outcomes: Outcome::ALL
+                    .iter()
+                    .map(|o| self.requests.with_label_values(&[chain, m.as_str(), o.as_str()]))
+                    .collect(),
+                duration: self.request_duration.with_label_values(&[chain, m.as_str()]),
+            })
+            .collect();
+        let upstreams = upstreams
+            .iter()
+            .map(|name| {
+                Arc::new(UpstreamMetrics {
+                    outcomes: UpstreamOutcome::ALL
+                        .iter()
+                        .map(|o| self.upstream_requests.with_label_values(&[chain, name, o.as_str()]))
+                        .collect(),
+                    duration: self.upstream_duration.with_label_values(&[chain, name]),
+                    rpc_errors: self.upstream_rpc_errors.clone(),
+                    chain: chain.to_string(),
+                })
+            })
+            .collect();
+        ChainMetrics {
+            methods: Arc::new(methods),
+            upstreams,
+            in_flight: self.in_flight.with_label_values(&[chain]),
+            failovers: self.failovers.with_label_values(&[chain]),
+        }
+    }
+
+    /// Connection gauge and rejection counter.
+    pub fn connections(&self) -> (IntGauge, IntCounter) {
+        (self.connections_active.clone(), self.connections_rejected.clone())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct MethodHandles {
+    outcomes: Vec<IntCounter>,
+    duration: Histogram,
+}
+
+/// Pre-resolved handles for one chain.
+#[derive(Clone)]
+pub struct ChainMetrics {
+    methods: Arc<Vec<MethodHandles>>,
+    upstreams: Vec<Arc<UpstreamMetrics>>,
+    in_flight: IntGauge,
+    failovers: IntCounter,
+}
+
+impl std::fmt::Debug for ChainMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainMetrics")
+    }
+}
+
+impl ChainMetrics {
+    /// Records one answered call.
+    pub fn observe_request(&self, method: MethodLabel, outcome: Outcome, elapsed: Duration) {
+        let handles = &self.methods[method.index()];
+        handles.outcomes[outcome as usize].inc();
+        handles.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
+    }
+
+    /// Counts a move to the next upstream.
+    pub fn failover(&self) {
+        self.failovers.inc();
+    }
+
+    /// Handles for the upstream at `index` in the chain's failover order.
+    pub fn upstream(&self, index: usize) -> Option<Arc<UpstreamMetrics>> {
+        self.upstreams.get(index).cloned()
+    }
+}
+
+/// Pre-resolved handles for one upstream.
+pub struct UpstreamMetrics {
+    outcomes: Vec<IntCounter>,
+    duration: Histogram,
+    rpc_errors: IntCounterVec,
+    chain: String,
+}
+
+impl std::fmt::Debug for UpstreamMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamMetrics")
+    }
+}
+
+impl UpstreamMetrics {
+    /// Records one attempt; `rpc_code` is the JSON-RPC error code when the upstream answered one.
+    pub fn observe(&self, outcome: UpstreamOutcome, elapsed: Duration, rpc_code: Option<i32>) {
+        self.outcomes[outcome.index()].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        if let Some(code) = rpc_code {
+            let label = if KNOWN_RPC_CODES.contains(&code) {
+                code.to_string()
+            } else {
+                "other".to_string()
+            };
+            self.rpc_errors
+                .with_label_values(&[self.chain.as_str(), label.as_str()])
+                .inc();
+        }
+    }
+}
+
+/// Serves `GET /metrics` on its own listener until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        hyper::Response::builder()
+                            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(metrics.render())))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found\n")))
+                    };
+                    Ok::<_, http::Error>(resp.expect("static response parts are valid"))
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

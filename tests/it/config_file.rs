@@ -1,0 +1,46 @@
+//! The documented example configuration is valid, and `check-config` says so.
+
+use opgate::config::{Config, Overrides};
+
+fn example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml")
+}
+
+#[test]
+fn example_config_parses() {
+    // The example references secrets through ${ENV}; give them values.
+    std::env::set_var("PIMLICO_API_KEY", "test-key");
+    let config = Config::load(&example(), &Overrides::default()).expect("config/example.toml is valid");
+    assert!(config.chains.len() >= 2, "the example shows several chains");
+    assert!(config.chains.iter().all(|c| !c.upstreams.is_empty()));
+}
+
+#[test]
+fn check_config_command() {
+    std::env::set_var("PIMLICO_API_KEY", "test-key");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .args(["check-config"])
+        .arg(example())
+        .env("PIMLICO_API_KEY", "test-key")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let dir = std::env::temp_dir().join(format!("opgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[chains]]\nid = 1\nupstreams = [{ url = \"http://a\", timeuot = \"1s\" }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timeuot"), "the error names the key: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

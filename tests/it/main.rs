@@ -1,0 +1,7 @@
+//! opgate's integration tests: one binary, a module per area, real servers on 127.0.0.1.
+#![allow(unreachable_pub)]
+
+mod support;
+
+mod config_file;
+mod proxy;
