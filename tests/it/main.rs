@@ -4,4 +4,6 @@
 mod support;
 
 mod config_file;
+mod binary;
+mod dashboards;
 mod proxy;
