@@ -39,9 +39,9 @@ function oneLine(text) {
 
 function describe(err) {
   if (!err) return "unknown error";
-  const parts = [err.shortMessage ?? err.message ?? String(err)];
-  if (err.details && !parts[0].includes(err.details)) parts.push(err.details);
-  return oneLine(parts.join(": "));
+  const summary = err.shortMessage ?? err.message ?? String(err);
+  const details = err.details && !summary.includes(err.details) ? ` (${err.details})` : "";
+  return oneLine(summary + details);
 }
 
 function die(message, code = 1) {
