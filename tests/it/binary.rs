@@ -34,7 +34,11 @@ async fn wait_healthy(port: u16) {
 #[tokio::test]
 async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     let upstream = FakeBundler::start(|r| {
-        let result = if r.method == "eth_chainId" { r#""0x7a69""# } else { r#""done""# };
+        let result = if r.method == "eth_chainId" {
+            r#""0x7a69""#
+        } else {
+            r#""done""#
+        };
         let json = format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":{result}}}"#);
         if r.method == "eth_getUserOperationReceipt" {
             Reply::Delay(Duration::from_millis(800), Box::new(Reply::Json(json)))
@@ -46,7 +50,12 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     let (port, metrics_port) = (free_port().await, free_port().await);
     let child = Command::new(env!("CARGO_BIN_EXE_opgate"))
         .args(["serve", "--upstream", &upstream.url()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -58,7 +67,10 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     // Without --chain-id, opgate asked the upstream and serves the chain at / and /31337.
     assert_eq!(upstream.received()[0].method, "eth_chainId");
     let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(call(&format!("{base}/31337"), "eth_chainId", "[]").await["result"], "0x7a69");
+    assert_eq!(
+        call(&format!("{base}/31337"), "eth_chainId", "[]").await["result"],
+        "0x7a69"
+    );
     let (status, metrics) = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     assert_eq!(status, 200);
     assert!(metrics.contains(r#"opgate_requests_total{chain="31337",method="eth_chainId",outcome="success"} 1"#));
@@ -66,14 +78,22 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     let url = format!("{base}/");
     let in_flight = tokio::spawn(async move { call(&url, "eth_getUserOperationReceipt", r#"["0x01"]"#).await });
     for _ in 0..200 {
-        if upstream.received().iter().any(|r| r.method == "eth_getUserOperationReceipt") {
+        if upstream
+            .received()
+            .iter()
+            .any(|r| r.method == "eth_getUserOperationReceipt")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert_eq!(in_flight.await.unwrap()["result"], "done", "the in-flight request finishes");
+    assert_eq!(
+        in_flight.await.unwrap()["result"],
+        "done",
+        "the in-flight request finishes"
+    );
     let mut status = None;
     for _ in 0..100 {
         if let Some(s) = child.0.try_wait().unwrap() {
@@ -87,11 +107,17 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
 
 #[test]
 fn a_bad_flag_or_config_is_a_one_line_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_opgate")).args(["serve"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .args(["serve"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--upstream"), "{stderr}");
-    let out = Command::new(env!("CARGO_BIN_EXE_opgate")).args(["serve", "--upstream", "ftp://x"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .args(["serve", "--upstream", "ftp://x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream[0].url"));
 }

@@ -10,8 +10,16 @@ fn exported() -> BTreeSet<String> {
     let chain = metrics.chain("1", &["u".to_string()]);
     chain.observe_request(MethodLabel::ChainId, Outcome::Success, std::time::Duration::ZERO);
     chain.failover();
-    chain.upstream(0).unwrap().observe(UpstreamOutcome::RpcError, std::time::Duration::ZERO, Some(-32500));
-    metrics.registry().gather().iter().map(|f| f.name().to_string()).collect()
+    chain
+        .upstream(0)
+        .unwrap()
+        .observe(UpstreamOutcome::RpcError, std::time::Duration::ZERO, Some(-32500));
+    metrics
+        .registry()
+        .gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect()
 }
 
 fn referenced(text: &str) -> BTreeSet<String> {
@@ -27,7 +35,10 @@ fn referenced(text: &str) -> BTreeSet<String> {
         }
         if before_ok {
             let name = &text[start..end];
-            let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
             names.insert(base.to_string());
         }
         i = end;
@@ -52,7 +63,10 @@ fn dashboards_and_alerts_name_only_exported_metrics() {
             if name == "opgate_" || name.starts_with("opgate_overview") {
                 continue;
             }
-            assert!(exported.contains(&name), "{file} uses {name}, which opgate does not export: {exported:?}");
+            assert!(
+                exported.contains(&name),
+                "{file} uses {name}, which opgate does not export: {exported:?}"
+            );
             checked += 1;
         }
     }

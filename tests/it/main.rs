@@ -3,7 +3,8 @@
 
 mod support;
 
-mod config_file;
 mod binary;
+mod config_file;
 mod dashboards;
+mod devnet;
 mod proxy;
