@@ -17,9 +17,11 @@
 //! does not read chain state here, so — like viem — it takes the delegate from
 //! `eip7702Auth.address`; without `eip7702Auth` the hash is refused with
 //! [`UserOpError::Eip7702DelegateUnknown`] (a caller that knows the delegate can use
-//! [`UserOperationV07::hash_v08_with_delegate`]). When the authorization in `eip7702Auth` is
-//! applied by the bundle transaction, the sender's code points at exactly that address, so the two
-//! agree for every op that can be included.
+//! [`UserOperationV07::hash_v08_with_delegate`]). When the bundle transaction applies the
+//! authorization, the sender's code points at exactly that address and the hashes agree. When it
+//! does not (a stale authorization nonce, say), the EntryPoint hashes the sender's current
+//! delegate instead; the op's signature, made over the same hash viem computes and we compute,
+//! then normally fails validation.
 
 use alloy_primitives::{b256, keccak256, Address, B256, U256};
 use alloy_sol_types::SolValue;
@@ -117,8 +119,14 @@ impl UserOperationV07 {
         self.v07_formula(entry_point, U256::ZERO)
     }
 
-    /// The EntryPoint v0.8 userOpHash. For an EIP-7702 op the delegate is taken from
-    /// `eip7702Auth.address`; without it, [`UserOpError::Eip7702DelegateUnknown`].
+    /// The EntryPoint v0.8 userOpHash (EIP-712).
+    ///
+    /// For an EIP-7702 op (`factory` is the `0x7702` marker) the EntryPoint hashes the sender's
+    /// delegate (read from its code) in place of the marker: `keccak(delegate ‖ factoryData)`.
+    /// Without chain state, the delegate is taken from `eip7702Auth.address`, as viem does; with
+    /// no `eip7702Auth` this returns [`UserOpError::Eip7702DelegateUnknown`] rather than a hash
+    /// the EntryPoint would not compute. Use [`hash_v08_with_delegate`](Self::hash_v08_with_delegate)
+    /// when the delegate is known from chain state.
     pub fn hash_v08(&self, entry_point: Address, chain_id: u64) -> Result<B256, UserOpError> {
         if !self.is_eip7702() {
             return Ok(self.hash_v08_with_init_code_hash(
@@ -181,8 +189,8 @@ impl UserOperationV07 {
 
 impl UserOperation {
     /// The userOpHash the EntryPoint at `entry_point` on chain `chain_id` computes for this op,
-    /// by this op's version. Fails only for a v0.8 EIP-7702 op without `eip7702Auth` (see the
-    /// module docs).
+    /// by this op's version. Fails only for a v0.8 EIP-7702 op without `eip7702Auth` (see
+    /// [`UserOperationV07::hash_v08`]).
     pub fn hash(&self, entry_point: Address, chain_id: u64) -> Result<B256, UserOpError> {
         match self {
             Self::V06(op) => Ok(op.hash(entry_point, chain_id)),

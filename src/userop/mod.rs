@@ -58,7 +58,7 @@ pub use operation::{
 };
 pub use wire::{Eip7702Auth, ExtraFields, RpcUserOperationV06, RpcUserOperationV07};
 
-/// Decodes `eth_sendUserOperation` params[0] for an EntryPoint of `version`.
+/// Decodes `eth_sendUserOperation` `params[0]` for an EntryPoint of `version`.
 pub fn parse_user_operation(
     raw: &RawValue,
     version: EntryPointVersion,
@@ -78,7 +78,7 @@ pub fn parse_user_operation(
     }
 }
 
-/// Decodes params[0] given as JSON text (syntax errors are [`UserOpError::InvalidJson`]).
+/// Decodes `params[0]` given as JSON text (syntax errors are [`UserOpError::InvalidJson`]).
 pub fn parse_user_operation_str(
     json: &str,
     version: EntryPointVersion,
@@ -89,7 +89,7 @@ pub fn parse_user_operation_str(
     parse_user_operation(raw, version)
 }
 
-/// Decodes params[0] given as an already-parsed [`serde_json::Value`]. Prefer
+/// Decodes `params[0]` given as an already-parsed [`serde_json::Value`]. Prefer
 /// [`parse_user_operation`]: a `Value` has already merged duplicate keys, so they cannot be
 /// refused here.
 pub fn parse_user_operation_value(
@@ -109,7 +109,7 @@ pub fn entry_point_version(entry_point: Address) -> Result<EntryPointVersion, Us
         .ok_or(UserOpError::UnsupportedEntryPoint(entry_point))
 }
 
-/// Decodes params[0] for the EntryPoint at `entry_point` (params[1]), detecting the version from
+/// Decodes `params[0]` for the EntryPoint at `entry_point` (`params[1]`), detecting the version from
 /// the address.
 pub fn parse_user_operation_for(
     raw: &RawValue,

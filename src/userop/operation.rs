@@ -680,7 +680,7 @@ impl UserOperation {
     }
 }
 
-/// Serializes to the RPC form (`eth_sendUserOperation` params[0]): minimal hex quantities, kept
+/// Serializes to the RPC form (`eth_sendUserOperation` `params[0]`): minimal hex quantities, kept
 /// extra members as sent. This is a canonical re-encoding, not the client's bytes.
 impl Serialize for UserOperation {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

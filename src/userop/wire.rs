@@ -139,7 +139,7 @@ impl Serialize for Eip7702Auth {
     }
 }
 
-/// `eth_sendUserOperation` params[0] for EntryPoint v0.6.
+/// `eth_sendUserOperation` `params[0]` for EntryPoint v0.6.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpcUserOperationV06 {
@@ -170,7 +170,7 @@ pub struct RpcUserOperationV06 {
     pub extra: ExtraFields,
 }
 
-/// `eth_sendUserOperation` params[0] for EntryPoint v0.7 and v0.8 (same field set).
+/// `eth_sendUserOperation` `params[0]` for EntryPoint v0.7 and v0.8 (same field set).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpcUserOperationV07 {
