@@ -1,0 +1,409 @@
+//! The RPC (wire) form of `eth_sendUserOperation`'s first parameter.
+//!
+//! These types mirror the JSON object field for field, values already parsed from hex but not yet
+//! checked against the on-chain forms (that is the domain conversion's job, see
+//! [`UserOperationV07`](super::UserOperationV07)). The object is read member by member rather
+//! than with a derived `Deserialize`, so that every failure names its field, duplicate keys are
+//! refused, and members the decoder does not interpret are kept verbatim in [`ExtraFields`].
+//!
+//! Rules beyond the hex forms of [`hex`](super::hex):
+//!
+//! - `null` is the same as an absent member;
+//! - a member of another version's form (`initCode` in a v0.7 op, `paymaster` in a v0.6 op, …)
+//!   is refused unless its value is empty (`null`, `0x`, `0x0`…), because a bundler could act on
+//!   it while the proxy checked an op without it;
+//! - `factory` also accepts the two-byte EIP-7702 marker `0x7702`, which SDKs send for 7702
+//!   accounts; it is read as the 20-byte marker `0x7702000…0`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use alloy_primitives::{Address, Bytes, U256};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use super::hex::{parse_address, parse_bytes, parse_quantity};
+use super::{EntryPointVersion, FieldError, UserOpError, EIP7702_FACTORY_MARKER};
+
+/// Members of the user-operation object that the decoder does not interpret (for example
+/// `paymasterSignature`, or vendor extensions), kept as the raw JSON the client sent.
+///
+/// The proxy forwards the original request bytes, so these never need re-encoding; they are kept
+/// so that later stages can look at them and so that the RPC form can be reproduced.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraFields(BTreeMap<String, Box<RawValue>>);
+
+impl ExtraFields {
+    /// The raw JSON value of member `key`, if it was sent.
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.0.get(key).map(|v| &**v)
+    }
+
+    /// All kept members, ordered by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// Number of kept members.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no member was kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for ExtraFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+    }
+}
+
+impl Eq for ExtraFields {}
+
+impl Serialize for ExtraFields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The `eip7702Auth` member: the EIP-7702 authorization a bundler should attach to its bundle
+/// transaction. Only `address` (the delegate) is interpreted, because the v0.8 userOpHash of a
+/// 7702 op depends on it; the rest is kept verbatim for the bundler to check.
+#[derive(Debug, Clone)]
+pub struct Eip7702Auth {
+    address: Address,
+    raw: Box<RawValue>,
+}
+
+impl Eip7702Auth {
+    /// Reads an `eip7702Auth` object: it must be an object with a 20-byte `address`.
+    pub fn from_json(raw: Box<RawValue>) -> Result<Self, UserOpError> {
+        let mut members = Members::parse(&raw).map_err(|e| match e {
+            UserOpError::NotAnObject | UserOpError::InvalidJson { .. } => {
+                UserOpError::invalid("eip7702Auth", FieldError::NotAnObject)
+            }
+            UserOpError::DuplicateField { field } => {
+                UserOpError::duplicate(&format!("eip7702Auth.{field}"))
+            }
+            other => other,
+        })?;
+        let address = members
+            .required("address", parse_address)
+            .map_err(|e| match e {
+                UserOpError::MissingField { .. } => UserOpError::MissingField {
+                    field: "eip7702Auth.address",
+                },
+                UserOpError::InvalidField { reason, .. } => {
+                    UserOpError::invalid("eip7702Auth.address", reason)
+                }
+                other => other,
+            })?;
+        Ok(Self { address, raw })
+    }
+
+    /// The delegate address the authorization points the sender's code to.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The object exactly as the client sent it.
+    pub fn raw(&self) -> &RawValue {
+        &self.raw
+    }
+}
+
+impl PartialEq for Eip7702Auth {
+    fn eq(&self, other: &Self) -> bool {
+        self.address == other.address && self.raw.get() == other.raw.get()
+    }
+}
+
+impl Eq for Eip7702Auth {}
+
+impl Serialize for Eip7702Auth {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+/// `eth_sendUserOperation` `params[0]` for EntryPoint v0.6.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcUserOperationV06 {
+    /// `sender`.
+    pub sender: Address,
+    /// `nonce`.
+    pub nonce: U256,
+    /// `initCode`: factory (20 bytes) ‖ factory calldata, or empty.
+    pub init_code: Bytes,
+    /// `callData`.
+    pub call_data: Bytes,
+    /// `callGasLimit`.
+    pub call_gas_limit: U256,
+    /// `verificationGasLimit`.
+    pub verification_gas_limit: U256,
+    /// `preVerificationGas`.
+    pub pre_verification_gas: U256,
+    /// `maxFeePerGas`.
+    pub max_fee_per_gas: U256,
+    /// `maxPriorityFeePerGas`.
+    pub max_priority_fee_per_gas: U256,
+    /// `paymasterAndData`: paymaster (20 bytes) ‖ paymaster data, or empty.
+    pub paymaster_and_data: Bytes,
+    /// `signature`.
+    pub signature: Bytes,
+    /// Members not listed above.
+    #[serde(flatten)]
+    pub extra: ExtraFields,
+}
+
+/// `eth_sendUserOperation` `params[0]` for EntryPoint v0.7 and v0.8 (same field set).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcUserOperationV07 {
+    /// `sender`.
+    pub sender: Address,
+    /// `nonce`.
+    pub nonce: U256,
+    /// `factory`; `0x7702` is read as the 20-byte EIP-7702 marker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factory: Option<Address>,
+    /// `factoryData`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factory_data: Option<Bytes>,
+    /// `callData`.
+    pub call_data: Bytes,
+    /// `callGasLimit`.
+    pub call_gas_limit: U256,
+    /// `verificationGasLimit`.
+    pub verification_gas_limit: U256,
+    /// `preVerificationGas`.
+    pub pre_verification_gas: U256,
+    /// `maxFeePerGas`.
+    pub max_fee_per_gas: U256,
+    /// `maxPriorityFeePerGas`.
+    pub max_priority_fee_per_gas: U256,
+    /// `paymaster`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paymaster: Option<Address>,
+    /// `paymasterVerificationGasLimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paymaster_verification_gas_limit: Option<U256>,
+    /// `paymasterPostOpGasLimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paymaster_post_op_gas_limit: Option<U256>,
+    /// `paymasterData`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paymaster_data: Option<Bytes>,
+    /// `signature`.
+    pub signature: Bytes,
+    /// `eip7702Auth` (bundler extension).
+    #[serde(rename = "eip7702Auth", skip_serializing_if = "Option::is_none")]
+    pub eip7702_auth: Option<Eip7702Auth>,
+    /// Members not listed above.
+    #[serde(flatten)]
+    pub extra: ExtraFields,
+}
+
+/// Members that only exist in the v0.7/v0.8 form.
+const PACKED_ONLY: [&str; 6] = [
+    "factory",
+    "factoryData",
+    "paymaster",
+    "paymasterVerificationGasLimit",
+    "paymasterPostOpGasLimit",
+    "paymasterData",
+];
+
+/// Members that only exist in the v0.6 form.
+const V06_ONLY: [&str; 2] = ["initCode", "paymasterAndData"];
+
+impl RpcUserOperationV06 {
+    /// Reads the v0.6 RPC object.
+    pub fn from_json(raw: &RawValue) -> Result<Self, UserOpError> {
+        let mut m = Members::parse(raw)?;
+        m.reject_foreign(&PACKED_ONLY, EntryPointVersion::V06)?;
+        Ok(Self {
+            sender: m.required("sender", parse_address)?,
+            nonce: m.required("nonce", parse_quantity)?,
+            init_code: m.required("initCode", parse_bytes)?,
+            call_data: m.required("callData", parse_bytes)?,
+            call_gas_limit: m.required("callGasLimit", parse_quantity)?,
+            verification_gas_limit: m.required("verificationGasLimit", parse_quantity)?,
+            pre_verification_gas: m.required("preVerificationGas", parse_quantity)?,
+            max_fee_per_gas: m.required("maxFeePerGas", parse_quantity)?,
+            max_priority_fee_per_gas: m.required("maxPriorityFeePerGas", parse_quantity)?,
+            paymaster_and_data: m.required("paymasterAndData", parse_bytes)?,
+            signature: m.required("signature", parse_bytes)?,
+            extra: m.into_extra(),
+        })
+    }
+}
+
+impl RpcUserOperationV07 {
+    /// Reads the v0.7/v0.8 RPC object; `version` only labels errors.
+    pub fn from_json(raw: &RawValue, version: EntryPointVersion) -> Result<Self, UserOpError> {
+        let mut m = Members::parse(raw)?;
+        m.reject_foreign(&V06_ONLY, version)?;
+        Ok(Self {
+            sender: m.required("sender", parse_address)?,
+            nonce: m.required("nonce", parse_quantity)?,
+            factory: m.optional("factory", parse_factory)?,
+            factory_data: m.optional("factoryData", parse_bytes)?,
+            call_data: m.required("callData", parse_bytes)?,
+            call_gas_limit: m.required("callGasLimit", parse_quantity)?,
+            verification_gas_limit: m.required("verificationGasLimit", parse_quantity)?,
+            pre_verification_gas: m.required("preVerificationGas", parse_quantity)?,
+            max_fee_per_gas: m.required("maxFeePerGas", parse_quantity)?,
+            max_priority_fee_per_gas: m.required("maxPriorityFeePerGas", parse_quantity)?,
+            paymaster: m.optional("paymaster", parse_address)?,
+            paymaster_verification_gas_limit: m
+                .optional("paymasterVerificationGasLimit", parse_quantity)?,
+            paymaster_post_op_gas_limit: m.optional("paymasterPostOpGasLimit", parse_quantity)?,
+            paymaster_data: m.optional("paymasterData", parse_bytes)?,
+            signature: m.required("signature", parse_bytes)?,
+            eip7702_auth: m
+                .take("eip7702Auth")
+                .map(Eip7702Auth::from_json)
+                .transpose()?,
+            extra: m.into_extra(),
+        })
+    }
+}
+
+/// `factory` is an address, or the short EIP-7702 marker `0x7702`.
+fn parse_factory(s: &str) -> Result<Address, FieldError> {
+    if s.eq_ignore_ascii_case("0x7702") && s.starts_with("0x") {
+        return Ok(EIP7702_FACTORY_MARKER);
+    }
+    parse_address(s)
+}
+
+/// A JSON object's members by key, each key present once.
+struct Members(BTreeMap<String, Box<RawValue>>);
+
+impl Members {
+    fn parse(raw: &RawValue) -> Result<Self, UserOpError> {
+        let list: MemberList = serde_json::from_str(raw.get()).map_err(|e| {
+            if raw.get().trim_start().starts_with('{') {
+                UserOpError::InvalidJson {
+                    reason: e.to_string(),
+                }
+            } else {
+                UserOpError::NotAnObject
+            }
+        })?;
+        let mut map = BTreeMap::new();
+        for (key, value) in list.0 {
+            if map.contains_key(&key) {
+                return Err(UserOpError::duplicate(&key));
+            }
+            map.insert(key, value);
+        }
+        Ok(Self(map))
+    }
+
+    /// Removes member `key`; `null` counts as absent.
+    fn take(&mut self, key: &str) -> Option<Box<RawValue>> {
+        self.0.remove(key).filter(|v| !is_null(v))
+    }
+
+    fn take_str(&mut self, field: &'static str) -> Result<Option<String>, UserOpError> {
+        self.take(field)
+            .map(|raw| {
+                serde_json::from_str::<String>(raw.get())
+                    .map_err(|_| UserOpError::invalid(field, FieldError::NotAString))
+            })
+            .transpose()
+    }
+
+    fn optional<T>(
+        &mut self,
+        field: &'static str,
+        parse: fn(&str) -> Result<T, FieldError>,
+    ) -> Result<Option<T>, UserOpError> {
+        self.take_str(field)?
+            .map(|s| parse(&s).map_err(|reason| UserOpError::invalid(field, reason)))
+            .transpose()
+    }
+
+    fn required<T>(
+        &mut self,
+        field: &'static str,
+        parse: fn(&str) -> Result<T, FieldError>,
+    ) -> Result<T, UserOpError> {
+        self.optional(field, parse)?
+            .ok_or(UserOpError::MissingField { field })
+    }
+
+    fn reject_foreign(
+        &self,
+        fields: &[&'static str],
+        version: EntryPointVersion,
+    ) -> Result<(), UserOpError> {
+        for &field in fields {
+            if self.0.get(field).is_some_and(|v| !is_empty_value(v)) {
+                return Err(UserOpError::UnexpectedField { field, version });
+            }
+        }
+        Ok(())
+    }
+
+    fn into_extra(self) -> ExtraFields {
+        ExtraFields(self.0)
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get().trim() == "null"
+}
+
+/// `null`, or a hex string with no non-zero digit (`0x`, `0x0`, `0x000…`).
+fn is_empty_value(raw: &RawValue) -> bool {
+    is_null(raw)
+        || serde_json::from_str::<String>(raw.get()).is_ok_and(|s| {
+            s.strip_prefix("0x")
+                .is_some_and(|d| d.bytes().all(|b| b == b'0'))
+        })
+}
+
+/// Object members in the order sent, duplicates included.
+struct MemberList(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for MemberList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = MemberList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MemberList, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<Box<RawValue>>()?;
+                    members.push((key, value));
+                }
+                Ok(MemberList(members))
+            }
+        }
+
+        deserializer.deserialize_map(ListVisitor)
+    }
+}
