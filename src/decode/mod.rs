@@ -1,1 +1,19 @@
-//! Kernel decoding.
+//! Kernel decoding: everything a ZeroDev Kernel (v3, and the v2 / SimpleAccount call formats)
+//! UserOperation carries, read from raw bytes exactly as the contracts read them.
+//!
+//! One module per concern, each with a single `&[u8]` entry point (fuzzing targets call these):
+//!
+//! - [`nonce`]: mode, validation type, validator / permission id, lane, sequence
+//!   ([`decode_nonce_bytes`]).
+//!
+//! Decoding never panics, never reads outside its input and never allocates by an unchecked
+//! length; what it cannot decode is a [`DecodeError`] naming the structure and byte range.
+//! Everything that is decoded serialises to the JSON `opgate decode` prints: addresses and bytes
+//! as lowercase `0x…` hex, numbers as decimal strings.
+
+mod error;
+pub mod nonce;
+mod ser;
+
+pub use error::DecodeError;
+pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};

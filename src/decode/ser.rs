@@ -1,0 +1,25 @@
+//! Serde helpers for the JSON spellings of decoded values: addresses as lowercase `0x…` hex
+//! (alloy's own `Serialize` checksums them) and numbers as decimal strings.
+
+use std::fmt::Display;
+
+use alloy_primitives::{hex, Address};
+use serde::Serializer;
+
+/// An address as lowercase `0x…` hex.
+pub(crate) fn address<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode_prefixed(a.as_slice()))
+}
+
+/// An optional address as lowercase hex or `null`.
+pub(crate) fn opt_address<S: Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => address(a, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A number as a decimal string.
+pub(crate) fn decimal<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
