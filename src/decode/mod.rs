@@ -5,12 +5,14 @@
 //!
 //! - [`nonce`]: mode, validation type, validator / permission id, lane, sequence
 //!   ([`decode_nonce_bytes`]).
+//! - [`ecdsa`]: signer recovery, raw and EIP-191.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
 //! length; what it cannot decode is a [`DecodeError`] naming the structure and byte range.
 //! Everything that is decoded serialises to the JSON `opgate decode` prints: addresses and bytes
 //! as lowercase `0x…` hex, numbers as decimal strings.
 
+pub mod ecdsa;
 mod error;
 pub mod nonce;
 mod ser;
