@@ -5,6 +5,8 @@
 //!
 //! - [`nonce`]: mode, validation type, validator / permission id, lane, sequence
 //!   ([`decode_nonce_bytes`]).
+//! - [`calls`]: `execute` single / batch / delegatecall / static, the `executeUserOp` prefix,
+//!   Kernel v2 and SimpleAccount entry points ([`decode_calls`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
@@ -12,10 +14,16 @@
 //! Everything that is decoded serialises to the JSON `opgate decode` prints: addresses and bytes
 //! as lowercase `0x…` hex, numbers as decimal strings.
 
+mod abi;
+pub mod calls;
 pub mod ecdsa;
 mod error;
 pub mod nonce;
 mod ser;
 
+pub use calls::{
+    decode_calls, is_privileged, Call, CallDataFormat, CallKind, DecodedCalls, ExecCallType,
+    ExecType,
+};
 pub use error::DecodeError;
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
