@@ -7,6 +7,8 @@
 //!   ([`decode_nonce_bytes`]).
 //! - [`calls`]: `execute` single / batch / delegatecall / static, the `executeUserOp` prefix,
 //!   Kernel v2 and SimpleAccount entry points ([`decode_calls`]).
+//! - [`signature`]: the permission signature — policy segments and signer signature
+//!   ([`decode_permission_signature`], [`assign_policy_signatures`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
@@ -20,6 +22,7 @@ pub mod ecdsa;
 mod error;
 pub mod nonce;
 mod ser;
+pub mod signature;
 
 pub use calls::{
     decode_calls, is_privileged, Call, CallDataFormat, CallKind, DecodedCalls, ExecCallType,
@@ -27,3 +30,7 @@ pub use calls::{
 };
 pub use error::DecodeError;
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
+pub use signature::{
+    assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,
+    decode_permission_signature, PermissionSignature, PolicyAssignment,
+};
