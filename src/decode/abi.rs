@@ -107,6 +107,28 @@ impl<'a> Abi<'a> {
         Ok(Address::from_slice(&w[12..]))
     }
 
+    /// The word at `at` as a `bool` (0 or 1).
+    pub(crate) fn bool(&self, at: usize) -> Result<bool, DecodeError> {
+        match self.small_uint(at, 8, "bool")? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.invalid(at, "bool")),
+        }
+    }
+
+    /// The word at `at` as a left-aligned `bytesN` (the rest must be zero).
+    pub(crate) fn fixed<const N: usize>(
+        &self,
+        at: usize,
+        expected: &'static str,
+    ) -> Result<FixedBytes<N>, DecodeError> {
+        let w = self.word(at)?;
+        if w[N..].iter().any(|b| *b != 0) {
+            return Err(self.invalid(at, expected));
+        }
+        Ok(FixedBytes::from_slice(&w[..N]))
+    }
+
     /// Resolves the offset word at `at` against `base`; the target must hold at least one word.
     pub(crate) fn pointer(
         &self,

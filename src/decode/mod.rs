@@ -9,6 +9,8 @@
 //!   Kernel v2 and SimpleAccount entry points ([`decode_calls`]).
 //! - [`signature`]: the permission signature — policy segments and signer signature
 //!   ([`decode_permission_signature`], [`assign_policy_signatures`]).
+//! - [`permission`]: permission install data — policies and signer ([`decode_permission_data`]).
+//! - [`policy`]: each policy's install data by address ([`decode_policy`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
@@ -21,6 +23,8 @@ pub mod calls;
 pub mod ecdsa;
 mod error;
 pub mod nonce;
+pub mod permission;
+pub mod policy;
 mod ser;
 pub mod signature;
 
@@ -30,6 +34,8 @@ pub use calls::{
 };
 pub use error::DecodeError;
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
+pub use permission::{decode_permission_data, Permission, Signer, SignerKind};
+pub use policy::{decode_policy, CallPermission, ParamCondition, ParamRule, Policy, PolicyParams};
 pub use signature::{
     assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,
     decode_permission_signature, PermissionSignature, PolicyAssignment,

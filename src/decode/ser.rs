@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use alloy_primitives::{hex, Address};
-use serde::Serializer;
+use serde::{ser::SerializeSeq, Serializer};
 
 /// An address as lowercase `0x…` hex.
 pub(crate) fn address<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
@@ -17,6 +17,15 @@ pub(crate) fn opt_address<S: Serializer>(a: &Option<Address>, s: S) -> Result<S:
         Some(a) => address(a, s),
         None => s.serialize_none(),
     }
+}
+
+/// A list of addresses as lowercase hex.
+pub(crate) fn addresses<S: Serializer>(list: &[Address], s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(list.len()))?;
+    for a in list {
+        seq.serialize_element(&hex::encode_prefixed(a.as_slice()))?;
+    }
+    seq.end()
 }
 
 /// A number as a decimal string.
