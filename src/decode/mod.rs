@@ -9,8 +9,13 @@
 //!   Kernel v2 and SimpleAccount entry points ([`decode_calls`]).
 //! - [`signature`]: the permission signature — policy segments and signer signature
 //!   ([`decode_permission_signature`], [`assign_policy_signatures`]).
+//! - [`enable`]: the enable-mode wrapper, selector data, the EIP-712 Enable digest and its
+//!   verification ([`decode_enable_signature`], [`decode_selector_data`], [`verify_enable`]).
 //! - [`permission`]: permission install data — policies and signer ([`decode_permission_data`]).
 //! - [`policy`]: each policy's install data by address ([`decode_policy`]).
+//! - [`multichain`]: the multi-chain ECDSA validator's forms and Merkle proofs
+//!   ([`decode_multichain_signature`]).
+//! - [`stub`]: SDK stub signatures ([`detect_stub`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
@@ -21,18 +26,26 @@
 mod abi;
 pub mod calls;
 pub mod ecdsa;
+pub mod enable;
 mod error;
+pub mod multichain;
 pub mod nonce;
 pub mod permission;
 pub mod policy;
 mod ser;
 pub mod signature;
+pub mod stub;
 
 pub use calls::{
     decode_calls, is_privileged, Call, CallDataFormat, CallKind, DecodedCalls, ExecCallType,
     ExecType,
 };
+pub use enable::{
+    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData,
+    KernelVersion, SelectorData,
+};
 pub use error::DecodeError;
+pub use multichain::{decode_multichain_signature, verify_merkle_proof, MultiChainSignature};
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
 pub use permission::{decode_permission_data, Permission, Signer, SignerKind};
 pub use policy::{decode_policy, CallPermission, ParamCondition, ParamRule, Policy, PolicyParams};
@@ -40,3 +53,4 @@ pub use signature::{
     assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,
     decode_permission_signature, PermissionSignature, PolicyAssignment,
 };
+pub use stub::{detect_stub, StubKind};
