@@ -15,8 +15,10 @@
 //! - [`policy`]: each policy's install data by address ([`decode_policy`]).
 //! - [`multichain`]: the multi-chain ECDSA validator's forms and Merkle proofs
 //!   ([`decode_multichain_signature`]).
+//! - [`init`]: what an initCode deploys ([`decode_init_code`]).
 //! - [`stub`]: SDK stub signatures ([`detect_stub`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
+//! - [`kernel`]: [`decode_kernel`], all of the above for one op.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
 //! length; what it cannot decode is a [`DecodeError`] naming the structure and byte range.
@@ -28,6 +30,8 @@ pub mod calls;
 pub mod ecdsa;
 pub mod enable;
 mod error;
+pub mod init;
+pub mod kernel;
 pub mod multichain;
 pub mod nonce;
 pub mod permission;
@@ -45,6 +49,8 @@ pub use enable::{
     KernelVersion, SelectorData,
 };
 pub use error::DecodeError;
+pub use init::{decode_init_code, Deployment, RootValidator};
+pub use kernel::{decode_kernel, DecodeOptions, KernelDecoded};
 pub use multichain::{decode_multichain_signature, verify_merkle_proof, MultiChainSignature};
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
 pub use permission::{decode_permission_data, Permission, Signer, SignerKind};

@@ -32,3 +32,14 @@ pub(crate) fn addresses<S: Serializer>(list: &[Address], s: S) -> Result<S::Ok, 
 pub(crate) fn decimal<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
+
+/// An optional number as a decimal string or `null`.
+pub(crate) fn opt_decimal<T: Display, S: Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
