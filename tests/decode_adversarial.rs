@@ -1,0 +1,585 @@
+//! Adversarial inputs: out-of-range offsets, huge length words, truncation, misordered or
+//! missing signature markers, and non-canonical ABI layouts, which must decode exactly as the
+//! contracts read them or fail with the error naming the bad bytes.
+
+use alloy_primitives::{Address, Bytes, FixedBytes, U256};
+use opgate::decode::{
+    assign_policy_signatures, calls::RevertReason, decode_calls, decode_enable_signature,
+    decode_permission_data, decode_permission_signature, decode_selector_data,
+    signature::REPLAYABLE_MAGIC, CallDataFormat, DecodeError, ExecCallType,
+};
+
+fn w(n: u64) -> [u8; 32] {
+    U256::from(n).to_be_bytes()
+}
+
+fn neg(n: u64) -> [u8; 32] {
+    (U256::ZERO - U256::from(n)).to_be_bytes()
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+const EXECUTE: [u8; 4] = [0xe9, 0xae, 0x5c, 0x53];
+
+fn mode(call_type: u8, exec_type: u8) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0] = call_type;
+    m[1] = exec_type;
+    m
+}
+
+/// `execute(mode, exec)` encoded canonically.
+fn execute(m: [u8; 32], exec: &[u8]) -> Vec<u8> {
+    let pad = vec![0u8; (32 - exec.len() % 32) % 32];
+    cat(&[&EXECUTE, &m, &w(0x40), &w(exec.len() as u64), exec, &pad])
+}
+
+#[test]
+fn execute_offset_outside_calldata() {
+    let cd = cat(&[&EXECUTE, &mode(0, 0), &w(0x1000)]);
+    assert_eq!(
+        decode_calls(&cd),
+        Err(DecodeError::BadOffset {
+            what: "executionCalldata",
+            at: 36,
+            value: U256::from(0x1000),
+            available: 68
+        })
+    );
+}
+
+#[test]
+fn execute_offset_does_not_wrap() {
+    // Solidity's argument decoder refuses offsets above 2^64 - 1: no pointing backwards.
+    let cd = cat(&[&EXECUTE, &mode(0, 0), &neg(32), &w(0)]);
+    assert!(matches!(
+        decode_calls(&cd),
+        Err(DecodeError::BadOffset { at: 36, .. })
+    ));
+}
+
+#[test]
+fn execute_huge_length_word() {
+    let huge = U256::from(1u8) << 255usize;
+    let cd = cat(&[
+        &EXECUTE,
+        &mode(0, 0),
+        &w(0x40),
+        &huge.to_be_bytes::<32>(),
+        &[0u8; 64],
+    ]);
+    assert_eq!(
+        decode_calls(&cd),
+        Err(DecodeError::BadLength {
+            what: "executionCalldata",
+            at: 68,
+            value: huge,
+            available: 64
+        })
+    );
+}
+
+#[test]
+fn batch_huge_array_length_is_refused_before_allocating() {
+    let exec = cat(&[&w(0x20), &w(u64::MAX)]);
+    assert_eq!(
+        decode_calls(&execute(mode(1, 0), &exec)),
+        Err(DecodeError::BadLength {
+            what: "batch execution",
+            at: 32,
+            value: U256::from(u64::MAX),
+            available: 0
+        })
+    );
+}
+
+/// One element `(target, value, data)` laid out at byte 96 of the execution calldata.
+fn batch_of_one(target_word: [u8; 32], data_offset: [u8; 32], tail: &[u8]) -> Vec<u8> {
+    cat(&[
+        &w(0x20),
+        &w(1),
+        &w(0x20),
+        &target_word,
+        &w(7),
+        &data_offset,
+        tail,
+    ])
+}
+
+#[test]
+fn batch_element_offset_outside() {
+    let exec = cat(&[&w(0x20), &w(1), &w(0x400)]);
+    assert!(matches!(
+        decode_calls(&execute(mode(1, 0), &exec)),
+        Err(DecodeError::BadOffset {
+            what: "batch execution",
+            at: 64,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn batch_dirty_address_word() {
+    let mut target = w(0x1234);
+    target[0] = 1;
+    let exec = batch_of_one(target, w(0x60), &w(0));
+    assert_eq!(
+        decode_calls(&execute(mode(1, 0), &exec)),
+        Err(DecodeError::InvalidValue {
+            what: "batch execution",
+            at: 96,
+            expected: "address"
+        })
+    );
+}
+
+#[test]
+fn batch_backwards_offset_wraps_like_kernel() {
+    // The element at 96 points its data 96 bytes back (2^256 - 96): to byte 0, whose word (0x20)
+    // is read as the length, so the data is bytes [32, 64). Kernel v3.0/v3.1 execute exactly
+    // that; v3.2+ reverts (DecodingError).
+    let exec = batch_of_one(w(0xBEEF), neg(96), &[]);
+    let d = decode_calls(&execute(mode(1, 0), &exec)).unwrap();
+    assert_eq!(d.calls.len(), 1);
+    assert_eq!(d.calls[0].target, Address::from_word(w(0xBEEF).into()));
+    assert_eq!(d.calls[0].value, U256::from(7));
+    assert_eq!(d.calls[0].data, Bytes::from(w(1).to_vec()));
+}
+
+#[test]
+fn batch_elements_sharing_one_tuple() {
+    // Two heads pointing at the same tuple: both calls are made.
+    let exec = cat(&[
+        &w(0x20),
+        &w(2),
+        &w(0x40),
+        &w(0x40),
+        &w(0xAA),
+        &w(0),
+        &w(0x60),
+        &w(2),
+        &[0xde, 0xad],
+        &[0; 30],
+    ]);
+    let d = decode_calls(&execute(mode(1, 0), &exec)).unwrap();
+    assert_eq!(d.calls.len(), 2);
+    assert_eq!(d.calls[0], d.calls[1]);
+    assert_eq!(d.calls[0].data.as_ref(), &[0xde, 0xad]);
+    assert!(d.calls[0].short_data && d.calls[0].selector.is_none());
+}
+
+#[test]
+fn checked_formats_refuse_backwards_offsets() {
+    // The same backwards pointer in Kernel v2 executeBatch (Solidity's decoder): an error.
+    let tail = batch_of_one(w(0xBEEF), neg(96), &[]);
+    let cd = cat(&[&[0x34, 0xfc, 0xd5, 0xbe], &tail]);
+    assert!(matches!(
+        decode_calls(&cd),
+        Err(DecodeError::BadOffset { .. })
+    ));
+}
+
+#[test]
+fn truncated_single_and_delegate() {
+    assert_eq!(
+        decode_calls(&execute(mode(0, 0), &[0u8; 51])),
+        Err(DecodeError::TooShort {
+            what: "single execution",
+            len: 51,
+            min: 52
+        })
+    );
+    assert_eq!(
+        decode_calls(&execute(mode(0xFF, 0), &[0u8; 19])),
+        Err(DecodeError::TooShort {
+            what: "delegatecall execution",
+            len: 19,
+            min: 20
+        })
+    );
+    // Truncated ABI head: the offset word itself is missing.
+    assert!(matches!(
+        decode_calls(&cat(&[&EXECUTE, &mode(0, 0)])),
+        Err(DecodeError::OutOfBounds {
+            what: "callData",
+            offset: 36,
+            len: 32,
+            available: 36
+        })
+    ));
+}
+
+#[test]
+fn call_types_and_exec_types() {
+    assert_eq!(
+        decode_calls(&execute(mode(0x02, 0), &[0u8; 52])),
+        Err(DecodeError::UnknownCallType(2))
+    );
+    let d = decode_calls(&execute(mode(0xFE, 0), &[0u8; 52])).unwrap();
+    assert_eq!(
+        (d.call_type, d.reverts),
+        (
+            Some(ExecCallType::Static),
+            Some(RevertReason::StaticCallType)
+        )
+    );
+    assert_eq!(d.calls.len(), 1);
+    let d = decode_calls(&execute(mode(0, 2), &[0u8; 52])).unwrap();
+    assert_eq!(d.reverts, Some(RevertReason::UnsupportedExecType));
+    let d = decode_calls(&execute(mode(0xFF, 1), &[0u8; 20])).unwrap();
+    assert_eq!(
+        (d.reverts, d.calls[0].value, d.calls[0].data.len()),
+        (None, U256::ZERO, 0)
+    );
+}
+
+#[test]
+fn kernel_v2_operation_range() {
+    let v2 = |op: [u8; 32]| {
+        cat(&[
+            &[0x51, 0x94, 0x54, 0x47],
+            &w(1),
+            &w(0),
+            &w(0x80),
+            &op,
+            &w(0),
+        ])
+    };
+    assert_eq!(
+        decode_calls(&v2(w(2))),
+        Err(DecodeError::UnknownOperation(2))
+    );
+    assert!(matches!(
+        decode_calls(&v2(w(256))),
+        Err(DecodeError::InvalidValue { at: 100, .. })
+    ));
+    let d = decode_calls(&v2(w(1))).unwrap();
+    assert_eq!(d.call_type, Some(ExecCallType::DelegateCall));
+}
+
+#[test]
+fn execute_user_op_prefix_and_unknown_call_data() {
+    let inner = execute(mode(0, 0), &[0u8; 52]);
+    let d = decode_calls(&cat(&[&[0x8d, 0xd7, 0x71, 0x2f], &inner])).unwrap();
+    assert!(d.execute_user_op);
+    assert_eq!(d.format, CallDataFormat::KernelExecute);
+    let d = decode_calls(&[0x8d, 0xd7, 0x71, 0x2f]).unwrap();
+    assert_eq!((d.execute_user_op, d.format), (true, CallDataFormat::Empty));
+    let d = decode_calls(&[0x12, 0x34, 0x56, 0x78, 0x9a]).unwrap();
+    assert_eq!(
+        (d.format, d.calls.len(), d.call_type),
+        (CallDataFormat::Unknown, 0, None)
+    );
+    assert_eq!(decode_calls(&[]).unwrap().format, CallDataFormat::Empty);
+}
+
+fn seg(idx: u8, data: &[u8]) -> Vec<u8> {
+    cat(&[&[idx], &(data.len() as u64).to_be_bytes(), data])
+}
+
+#[test]
+fn segment_length_larger_than_input() {
+    let sig = cat(&[&[0x00], &[0xFF; 8], &[1, 2, 3]]);
+    assert!(matches!(
+        decode_permission_signature(&sig),
+        Err(DecodeError::OutOfBounds {
+            what: "permission signature segment",
+            offset: 9,
+            available: 12,
+            ..
+        })
+    ));
+    assert!(matches!(
+        assign_policy_signatures(&sig, 1),
+        Err(DecodeError::OutOfBounds { offset: 9, .. })
+    ));
+    assert_eq!(
+        decode_permission_signature(&[0x00, 0x00, 0x00]),
+        Err(DecodeError::OutOfBounds {
+            what: "permission signature segment length",
+            offset: 1,
+            len: 8,
+            available: 3
+        })
+    );
+}
+
+#[test]
+fn marker_bytes_inside_segment_data_are_data() {
+    let sig = cat(&[
+        &seg(0, &[0xFF, 0xFF, 0x01]),
+        &seg(3, &[0xFF]),
+        &[0xFF],
+        &[9; 65],
+    ]);
+    let s = decode_permission_signature(&sig).unwrap();
+    assert_eq!(s.segments[0].data.as_ref(), &[0xFF, 0xFF, 0x01]);
+    assert_eq!((s.segments[1].index, s.segments[1].at), (3, 12));
+    assert_eq!(s.signer_signature.as_ref(), &[9; 65]);
+    let walk = assign_policy_signatures(&sig, 4).unwrap();
+    let lens: Vec<usize> = walk.policies.iter().map(|b| b.len()).collect();
+    assert_eq!(lens, [3, 0, 0, 1]);
+}
+
+#[test]
+fn segment_indices_must_ascend() {
+    let sig = cat(&[&seg(2, &[1]), &seg(1, &[2]), &[0xFF]]);
+    assert_eq!(
+        decode_permission_signature(&sig),
+        Err(DecodeError::SegmentOrder {
+            at: 10,
+            index: 1,
+            previous: 2
+        })
+    );
+    let sig = cat(&[&seg(1, &[1]), &seg(1, &[2]), &[0xFF]]);
+    assert!(matches!(
+        decode_permission_signature(&sig),
+        Err(DecodeError::SegmentOrder { index: 1, .. })
+    ));
+    // Kernel's walk: policy 1 meets a second segment for policy 0.
+    let sig = cat(&[&seg(0, &[1]), &seg(0, &[2]), &[0xFF]]);
+    assert_eq!(
+        assign_policy_signatures(&sig, 3),
+        Err(DecodeError::PolicySignatureOrder {
+            policy: 1,
+            index: 0,
+            at: 10
+        })
+    );
+}
+
+#[test]
+fn signer_marker_is_mandatory() {
+    assert_eq!(
+        decode_permission_signature(&seg(0, &[1])),
+        Err(DecodeError::MissingSignerMarker {
+            at: 10,
+            found: None
+        })
+    );
+    assert_eq!(
+        decode_permission_signature(&[]),
+        Err(DecodeError::MissingSignerMarker { at: 0, found: None })
+    );
+    assert_eq!(
+        assign_policy_signatures(&[], 1),
+        Err(DecodeError::MissingSignerMarker { at: 0, found: None })
+    );
+    // With two policies, a segment for policy 5 is never consumed and sits where 0xFF must be.
+    let sig = cat(&[&seg(5, &[1]), &[0xFF]]);
+    assert_eq!(
+        assign_policy_signatures(&sig, 2),
+        Err(DecodeError::MissingSignerMarker {
+            at: 0,
+            found: Some(5)
+        })
+    );
+    // No policies, no segments: just the marker.
+    let walk = assign_policy_signatures(&[0xFF, 1, 2], 0).unwrap();
+    assert_eq!(walk.signer_signature.as_ref(), &[1, 2]);
+}
+
+#[test]
+fn replayable_prefix_is_stripped_once() {
+    let inner = cat(&[&[0xFF], &[7; 65]]);
+    let s = decode_permission_signature(&cat(&[REPLAYABLE_MAGIC.as_slice(), &inner])).unwrap();
+    assert!(s.replayable);
+    // A second magic is signature bytes: index 0x05 with an impossible length.
+    let twice = cat(&[
+        REPLAYABLE_MAGIC.as_slice(),
+        REPLAYABLE_MAGIC.as_slice(),
+        &inner,
+    ]);
+    assert!(matches!(
+        decode_permission_signature(&twice),
+        Err(DecodeError::OutOfBounds { offset: 9, .. })
+    ));
+}
+
+/// `hook ‖ heads ‖ tails` with the five fields at canonical positions.
+fn wrapper(hook: [u8; 20], fields: [&[u8]; 5]) -> Vec<u8> {
+    let mut heads = Vec::new();
+    let mut tails = Vec::new();
+    for f in fields {
+        heads.extend_from_slice(&w(160 + tails.len() as u64));
+        tails.extend_from_slice(&w(f.len() as u64));
+        tails.extend_from_slice(f);
+        tails.resize(tails.len().div_ceil(32) * 32, 0);
+    }
+    cat(&[&hook, &heads, &tails])
+}
+
+#[test]
+fn enable_wrapper_truncations() {
+    assert_eq!(
+        decode_enable_signature(&[0u8; 10]),
+        Err(DecodeError::OutOfBounds {
+            what: "enable signature",
+            offset: 0,
+            len: 20,
+            available: 10
+        })
+    );
+    let full = wrapper([1; 20], [&[1], &[2], &[3], &[4], &[5]]);
+    // Only three head words survive: reading the fourth head fails.
+    assert!(matches!(
+        decode_enable_signature(&full[..20 + 96]),
+        Err(DecodeError::BadOffset { .. } | DecodeError::OutOfBounds { .. })
+    ));
+    // Cut inside the last field's data.
+    assert!(matches!(
+        decode_enable_signature(&full[..full.len() - 32]),
+        Err(DecodeError::BadLength {
+            what: "enable signature",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn enable_wrapper_offsets_and_lengths() {
+    let mut sig = wrapper([0; 20], [&[1], &[2], &[3], &[4], &[5]]);
+    sig[20 + 32 * 3..20 + 32 * 4].copy_from_slice(&w(1 << 40));
+    assert!(matches!(
+        decode_enable_signature(&sig),
+        Err(DecodeError::BadOffset {
+            what: "enable signature",
+            at: 116,
+            ..
+        })
+    ));
+    let mut sig = wrapper([0; 20], [&[1], &[2], &[3], &[4], &[5]]);
+    let len_at = 20 + 160;
+    sig[len_at..len_at + 32].copy_from_slice(&(U256::MAX).to_be_bytes::<32>());
+    assert!(matches!(
+        decode_enable_signature(&sig),
+        Err(DecodeError::BadLength {
+            at: 180,
+            value: U256::MAX,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn enable_offsets_are_relative_to_byte_20_and_wrap() {
+    // userOpSig's head says 2^256 - 20: Kernel adds it to byte 20 and lands on byte 0, whose
+    // word (hook 0 ‖ the first 12 bytes of head 0 = 0) is a zero length.
+    let mut sig = wrapper([0; 20], [&[1], &[2], &[3], &[4], &[5]]);
+    sig[20 + 128..20 + 160].copy_from_slice(&neg(20));
+    let e = decode_enable_signature(&sig).unwrap();
+    assert!(e.user_op_sig.is_empty());
+    assert_eq!(e.validator_data.as_ref(), &[1]);
+    // Two fields may share one tail.
+    let mut sig = wrapper([0; 20], [&[1], &[2], &[3], &[4], &[5]]);
+    let head0 = sig[20..52].to_vec();
+    sig[20 + 96..20 + 128].copy_from_slice(&head0);
+    let e = decode_enable_signature(&sig).unwrap();
+    assert_eq!(e.enable_sig, e.validator_data);
+}
+
+#[test]
+fn selector_data_sizes() {
+    assert!(matches!(
+        decode_selector_data(&[1, 2, 3]),
+        Err(DecodeError::OutOfBounds { len: 4, .. })
+    ));
+    let grant = decode_selector_data(&[0xe9, 0xae, 0x5c, 0x53]).unwrap();
+    assert_eq!(
+        (grant.selector.0, grant.install),
+        ([0xe9, 0xae, 0x5c, 0x53], None)
+    );
+    for len in [5, 43] {
+        assert!(matches!(
+            decode_selector_data(&vec![0; len]),
+            Err(DecodeError::BadSize { .. })
+        ));
+    }
+    assert!(matches!(
+        decode_selector_data(&[0; 44]),
+        Err(DecodeError::OutOfBounds { offset: 44, .. })
+    ));
+    let with = |init: &[u8]| {
+        let tail = cat(&[
+            &w(0x40),
+            &w(0x80),
+            &w(init.len() as u64),
+            &{
+                let mut b = init.to_vec();
+                b.resize(32, 0);
+                b
+            },
+            &w(0),
+        ]);
+        cat(&[&[0xAA; 4], &[0x11; 20], &[0x22; 20], &tail])
+    };
+    assert!(matches!(
+        decode_selector_data(&with(&[0x01])),
+        Err(DecodeError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        decode_selector_data(&with(&[])),
+        Err(DecodeError::TooShort { .. })
+    ));
+    let install = decode_selector_data(&with(&[0xFF]))
+        .unwrap()
+        .install
+        .unwrap();
+    assert_eq!(
+        (install.module, install.hook),
+        (Address::repeat_byte(0x11), Address::repeat_byte(0x22))
+    );
+}
+
+fn permission_data(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut heads = Vec::new();
+    let mut tails = Vec::new();
+    for e in entries {
+        heads.extend_from_slice(&w(32 * entries.len() as u64 + tails.len() as u64));
+        tails.extend_from_slice(&w(e.len() as u64));
+        tails.extend_from_slice(e);
+        tails.resize(tails.len().div_ceil(32) * 32, 0);
+    }
+    cat(&[&w(0x20), &w(entries.len() as u64), &heads, &tails])
+}
+
+#[test]
+fn permission_entry_counts_and_sizes() {
+    assert_eq!(
+        decode_permission_data(&permission_data(&[])),
+        Err(DecodeError::PermissionEntryCount(0))
+    );
+    let many = vec![vec![0u8; 22]; 255];
+    assert_eq!(
+        decode_permission_data(&permission_data(&many)),
+        Err(DecodeError::PermissionEntryCount(255))
+    );
+    let huge = cat(&[&w(0x20), &(U256::from(1u8) << 200usize).to_be_bytes::<32>()]);
+    assert_eq!(
+        decode_permission_data(&huge),
+        Err(DecodeError::PermissionEntryCount(usize::MAX))
+    );
+    assert_eq!(
+        decode_permission_data(&permission_data(&[vec![0u8; 21]])),
+        Err(DecodeError::TooShort {
+            what: "permission entry",
+            len: 21,
+            min: 22
+        })
+    );
+    let signer_only = decode_permission_data(&permission_data(&[vec![0u8; 22]])).unwrap();
+    assert!(signer_only.policies.is_empty());
+    let max = vec![vec![0u8; 22]; 254];
+    assert_eq!(
+        decode_permission_data(&permission_data(&max))
+            .unwrap()
+            .policies
+            .len(),
+        253
+    );
+    assert_eq!(FixedBytes::<2>::ZERO, signer_only.flag);
+}
