@@ -1,0 +1,558 @@
+//! Unit checks of the smaller pieces: ECDSA recovery edge cases, constants against their
+//! definitions, stub signatures, policy and signer data, the JSON spellings, and how
+//! `decode_kernel` reports parts it cannot decode.
+
+use std::path::PathBuf;
+
+use alloy_primitives::{hex, keccak256, Address, Bytes, FixedBytes, B256, U256};
+use alloy_sol_types::{SolStruct, SolValue};
+use k256::ecdsa::SigningKey;
+use opgate::decode::{
+    calls, decode_kernel, decode_policy, detect_stub,
+    ecdsa::{recover, recover_eip191},
+    enable::{Enable, ENABLE_TYPEHASH},
+    init, is_privileged,
+    multichain::{decode_multichain_signature, DUMMY_ECDSA_SIG},
+    permission::{decode_signer, WEBAUTHN_SIGNER_V0_0_4},
+    policy::{
+        GAS_POLICY, RATE_LIMIT_POLICY, RATE_LIMIT_RESET_POLICY, SIGNATURE_POLICY, TIMESTAMP_POLICY,
+    },
+    signature::REPLAYABLE_MAGIC,
+    Call, CallKind, DecodeError, DecodeOptions, KernelVersion, MultiChainSignature, PolicyParams,
+    SignerKind, StubKind,
+};
+
+fn selector(sig: &str) -> [u8; 4] {
+    keccak256(sig)[..4].try_into().unwrap()
+}
+
+#[test]
+fn constants_match_their_definitions() {
+    assert_eq!(calls::KERNEL_EXECUTE, selector("execute(bytes32,bytes)"));
+    assert_eq!(
+        calls::EXECUTE_USER_OP,
+        selector("executeUserOp((address,uint256,bytes,bytes,bytes32,uint256,bytes32,bytes,bytes),bytes32)")
+    );
+    assert_eq!(
+        calls::KERNEL_V2_EXECUTE,
+        selector("execute(address,uint256,bytes,uint8)")
+    );
+    assert_eq!(
+        calls::EXECUTE_BATCH_CALLS,
+        selector("executeBatch((address,uint256,bytes)[])")
+    );
+    assert_eq!(
+        calls::KERNEL_V2_EXECUTE_DELEGATE_CALL,
+        selector("executeDelegateCall(address,bytes)")
+    );
+    assert_eq!(
+        calls::SIMPLE_EXECUTE,
+        selector("execute(address,uint256,bytes)")
+    );
+    assert_eq!(
+        calls::SIMPLE_EXECUTE_BATCH,
+        selector("executeBatch(address[],uint256[],bytes[])")
+    );
+    assert_eq!(
+        calls::SIMPLE_EXECUTE_BATCH_V06,
+        selector("executeBatch(address[],bytes[])")
+    );
+    assert_eq!(
+        init::DEPLOY_WITH_FACTORY,
+        selector("deployWithFactory(address,bytes,bytes32)")
+    );
+    assert_eq!(
+        init::CREATE_ACCOUNT,
+        selector("createAccount(bytes,bytes32)")
+    );
+    assert_eq!(
+        init::INITIALIZE_V3_0,
+        selector("initialize(bytes21,address,bytes,bytes)")
+    );
+    assert_eq!(
+        init::INITIALIZE_V3_1,
+        selector("initialize(bytes21,address,bytes,bytes,bytes[])")
+    );
+    assert_eq!(
+        init::CREATE_ACCOUNT_V2,
+        selector("createAccount(address,bytes,uint256)")
+    );
+    assert_eq!(init::INITIALIZE_V2, selector("initialize(address,bytes)"));
+    assert_eq!(
+        init::CREATE_SIMPLE_ACCOUNT,
+        selector("createAccount(address,uint256)")
+    );
+    assert_eq!(REPLAYABLE_MAGIC, keccak256("kernel.replayable.signature"));
+    let e = Enable {
+        validationId: FixedBytes::ZERO,
+        nonce: 0,
+        hook: Address::ZERO,
+        validatorData: Bytes::new(),
+        hookData: Bytes::new(),
+        selectorData: Bytes::new(),
+    };
+    assert_eq!(e.eip712_type_hash(), ENABLE_TYPEHASH);
+    assert_eq!(
+        ENABLE_TYPEHASH,
+        keccak256(
+            "Enable(bytes21 validationId,uint32 nonce,address hook,bytes validatorData,bytes hookData,bytes selectorData)"
+        )
+    );
+}
+
+#[test]
+fn kernel_versions() {
+    assert_eq!(
+        KernelVersion::parse("0.3.0-beta"),
+        Some(KernelVersion::V3_0)
+    );
+    assert_eq!(KernelVersion::parse("0.3.3"), Some(KernelVersion::V3_3));
+    assert_eq!(KernelVersion::parse("0.2.4"), None);
+    assert_eq!(KernelVersion::V3_0.domain_version(), "0.3.0-beta");
+    // v3.3 bumps the digest nonce when the validation is already installed at currentNonce.
+    assert_eq!(KernelVersion::V3_3.digest_nonce(1, 1), 2);
+    assert_eq!(KernelVersion::V3_3.digest_nonce(1, 0), 1);
+    assert_eq!(KernelVersion::V3_2.digest_nonce(1, 1), 1);
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_slice(&[7u8; 32]).unwrap()
+}
+
+fn sign(key: &SigningKey, hash: &B256) -> [u8; 65] {
+    let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice()).unwrap();
+    let mut out = [0u8; 65];
+    out[..64].copy_from_slice(&sig.to_bytes());
+    out[64] = 27 + recid.to_byte();
+    out
+}
+
+#[test]
+fn ecdsa_recovery_like_ecrecover() {
+    let key = key();
+    let owner = Address::from_private_key(&key);
+    let hash = keccak256("hello");
+    let sig = sign(&key, &hash);
+    assert_eq!(recover(&hash, &sig), Ok(owner));
+    assert_ne!(recover_eip191(&hash, &sig), Ok(owner));
+    // High s with the other parity recovers the same key (ecrecover does not check malleability).
+    let n = U256::from_str_radix(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+        16,
+    )
+    .unwrap();
+    let mut high = sig;
+    high[32..64].copy_from_slice(&(n - U256::from_be_slice(&sig[32..64])).to_be_bytes::<32>());
+    high[64] = if sig[64] == 27 { 28 } else { 27 };
+    assert_eq!(recover(&hash, &high), Ok(owner));
+    for v in [0u8, 1, 29, 37] {
+        let mut bad = sig;
+        bad[64] = v;
+        assert_eq!(recover(&hash, &bad), Err(DecodeError::InvalidRecoveryId(v)));
+    }
+    let mut zero_r = sig;
+    zero_r[..32].fill(0);
+    assert_eq!(recover(&hash, &zero_r), Err(DecodeError::Unrecoverable));
+    let mut s_n = sig;
+    s_n[32..64].copy_from_slice(&n.to_be_bytes::<32>());
+    assert_eq!(recover(&hash, &s_n), Err(DecodeError::Unrecoverable));
+    let mut s_max = sig;
+    s_max[32..64].fill(0xFF);
+    assert_eq!(recover(&hash, &s_max), Err(DecodeError::Unrecoverable));
+    assert!(matches!(
+        recover(&hash, &sig[..64]),
+        Err(DecodeError::BadSize { len: 64, .. })
+    ));
+}
+
+#[test]
+fn stubs() {
+    let permission = [&[0xFF][..], &DUMMY_ECDSA_SIG].concat();
+    assert_eq!(detect_stub(&permission), Some(StubKind::Permission));
+    assert_eq!(detect_stub(&DUMMY_ECDSA_SIG), Some(StubKind::Ecdsa));
+    let tail = (B256::repeat_byte(1), vec![B256::repeat_byte(2)]).abi_encode_params();
+    let multi = [&DUMMY_ECDSA_SIG[..], &[3; 32], &tail].concat();
+    assert_eq!(detect_stub(&multi), Some(StubKind::MultiChain));
+    assert!(matches!(
+        decode_multichain_signature(&multi, true),
+        Ok(MultiChainSignature::Dummy { .. })
+    ));
+    // Outside validateUserOp there is no dummy branch: the tail must be a proof.
+    assert!(decode_multichain_signature(&multi, false).is_err());
+    assert_eq!(detect_stub(&[0xFF; 66]), None);
+    assert_eq!(detect_stub(&[]), None);
+    assert!(matches!(
+        decode_multichain_signature(&[0; 80], true),
+        Err(DecodeError::TooShort {
+            len: 80,
+            min: 97,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn small_policies_and_signers() {
+    let flag = FixedBytes([0, 1]);
+    let gas = decode_policy(
+        GAS_POLICY,
+        flag,
+        &(U256::from(5u8), true, Address::repeat_byte(9)).abi_encode_params(),
+    );
+    assert!(gas.skips_user_op() && !gas.skips_signature());
+    assert_eq!(
+        gas.params,
+        PolicyParams::Gas {
+            allowed: 5,
+            enforce_paymaster: true,
+            allowed_paymaster: Address::repeat_byte(9)
+        }
+    );
+    // A bool word of 2 makes GasPolicy's abi.decode revert.
+    let bad = [U256::from(5u8), U256::from(2u8), U256::ZERO].abi_encode_params();
+    assert!(matches!(
+        decode_policy(GAS_POLICY, flag, &bad).params,
+        PolicyParams::Invalid { .. }
+    ));
+    let ts = decode_policy(
+        TIMESTAMP_POLICY,
+        flag,
+        &(U256::from(1u8), U256::from(2u8)).abi_encode_params(),
+    );
+    assert_eq!(
+        ts.params,
+        PolicyParams::Timestamp {
+            valid_after: 1,
+            valid_until: 2
+        }
+    );
+    let over = (U256::from(1u64 << 48), U256::ZERO).abi_encode_params();
+    assert!(matches!(
+        decode_policy(TIMESTAMP_POLICY, flag, &over).params,
+        PolicyParams::Invalid { .. }
+    ));
+    let rl = hex!("00000000003c000000000005000000000064");
+    assert_eq!(
+        decode_policy(RATE_LIMIT_POLICY, flag, &rl).params,
+        PolicyParams::RateLimit {
+            interval: 60,
+            count: 5,
+            start_at: 100
+        }
+    );
+    assert!(matches!(
+        decode_policy(RATE_LIMIT_POLICY, flag, &rl[..17]).params,
+        PolicyParams::Invalid { .. }
+    ));
+    assert_eq!(
+        decode_policy(RATE_LIMIT_RESET_POLICY, flag, &rl[..12]).params,
+        PolicyParams::RateLimitReset {
+            interval: 60,
+            initial_count: 5
+        }
+    );
+    let callers = vec![Address::repeat_byte(1), Address::repeat_byte(2)];
+    assert_eq!(
+        decode_policy(SIGNATURE_POLICY, flag, &callers.abi_encode()).params,
+        PolicyParams::SignatureCaller {
+            allowed_callers: callers
+        }
+    );
+    let unknown = decode_policy(Address::repeat_byte(0x42), flag, &[1, 2, 3]);
+    assert_eq!(
+        unknown.params,
+        PolicyParams::Unknown {
+            data: Bytes::from(vec![1, 2, 3])
+        }
+    );
+    let json = serde_json::to_value(&unknown).unwrap();
+    assert_eq!(json["type"], "unknown");
+    assert_eq!(
+        json["address"],
+        "0x4242424242424242424242424242424242424242"
+    );
+
+    let key = (
+        B256::repeat_byte(1),
+        B256::repeat_byte(2),
+        B256::repeat_byte(3),
+    )
+        .abi_encode_params();
+    let s = decode_signer(WEBAUTHN_SIGNER_V0_0_4, &key).unwrap();
+    assert_eq!((s.kind, s.version), (SignerKind::WebAuthn, Some("0.0.4")));
+    assert_eq!(
+        s.webauthn.unwrap().authenticator_id_hash,
+        B256::repeat_byte(3)
+    );
+    assert!(decode_signer(WEBAUTHN_SIGNER_V0_0_4, &key[..64]).is_err());
+    let s = decode_signer(Address::repeat_byte(5), &[1]).unwrap();
+    assert_eq!((s.kind, s.address), (SignerKind::Unknown, None));
+}
+
+#[test]
+fn privileged_targets() {
+    let account = Address::repeat_byte(0xAA);
+    let module = Address::repeat_byte(0xBB);
+    let call = |target| Call {
+        call_type: CallKind::Call,
+        target,
+        value: U256::ZERO,
+        selector: None,
+        short_data: false,
+        data: Bytes::new(),
+    };
+    assert!(is_privileged(&call(account), account, &[]));
+    assert!(is_privileged(&call(module), account, &[module]));
+    assert!(!is_privileged(
+        &call(Address::repeat_byte(1)),
+        account,
+        &[module]
+    ));
+}
+
+fn vector(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vectors")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn hexb(v: &serde_json::Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap_or("0x")).unwrap()
+}
+
+#[test]
+fn json_spellings() {
+    let v = vector("call-equal-enable-k031.json");
+    let op = &v["userOperation"];
+    let opts = DecodeOptions {
+        chain_id: Some(31337),
+        kernel_version: Some(KernelVersion::V3_1),
+        root_owner: Some(
+            v["rootValidator"]["owner"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ),
+        ..Default::default()
+    };
+    let d = decode_kernel(
+        op["sender"].as_str().unwrap().parse().unwrap(),
+        op["nonce"].as_str().unwrap().parse().unwrap(),
+        &hexb(&op["callData"]),
+        &hexb(&op["signature"]),
+        &[],
+        &opts,
+    );
+    let j = serde_json::to_value(&d).unwrap();
+    assert_eq!(j["sender"], "0x49f0fadc8c183a2c18d7cd4515ebe0329ab0b839");
+    assert_eq!(j["nonce"]["mode"], "enable");
+    assert_eq!(j["nonce"]["validationType"], "permission");
+    assert_eq!(j["nonce"]["permissionId"], "0x6ab1b460");
+    assert_eq!(
+        j["nonce"]["validationId"],
+        "0x026ab1b46000000000000000000000000000000000"
+    );
+    assert_eq!(
+        (&j["nonce"]["lane"], &j["nonce"]["sequence"]),
+        (&"0".into(), &"0".into())
+    );
+    assert_eq!(j["callType"], "single");
+    assert_eq!(j["calls"]["format"], "kernel-execute");
+    let call = &j["calls"]["calls"][0];
+    assert_eq!(call["callType"], "call");
+    assert_eq!(call["target"], "0xedcc53f25bac99ebb78d3a0012ec78ae3e67494e");
+    assert_eq!(
+        (&call["value"], &call["selector"]),
+        (&"0".into(), &"0xa9059cbb".into())
+    );
+    let perm = &j["permission"];
+    assert_eq!(perm["signer"]["type"], "ecdsa");
+    assert_eq!(
+        perm["signer"]["contract"],
+        "0x6a6f069e2a08c2468e7724ab3250cdbfba14d4ff"
+    );
+    assert_eq!(
+        perm["signer"]["address"],
+        "0x664991b95300f6c29a15ffb579476ac0453fb2f5"
+    );
+    let types: Vec<&str> = perm["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["call", "gas", "rate-limit", "timestamp"]);
+    let cp = &perm["policies"][0];
+    assert_eq!(
+        (&cp["version"], &cp["flag"]),
+        (&"0.0.4".into(), &"0x0000".into())
+    );
+    let p0 = &cp["permissions"][0];
+    assert_eq!(
+        (&p0["callType"], &p0["valueLimit"]),
+        (&"call".into(), &"0".into())
+    );
+    let r1 = &p0["rules"][1];
+    assert_eq!(
+        (&r1["condition"], &r1["offset"]),
+        (&"LESS_THAN_OR_EQUAL".into(), &"32".into())
+    );
+    assert_eq!(perm["policies"][1]["allowed"], "500000000000000000");
+    assert_eq!(
+        perm["policies"][1]["allowedPaymaster"],
+        "0x0000000000000000000000000000000000000000"
+    );
+    assert_eq!(perm["policies"][2]["count"], "10");
+    assert_eq!(perm["policies"][3]["validUntil"], "1795392000");
+    let enable = &j["enable"];
+    assert_eq!(
+        enable["approver"],
+        "0x4769400e9445105c7166d8225f06eb45c7d2fc29"
+    );
+    assert_eq!(
+        (&enable["approved"], &enable["multichain"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        (&enable["kernelVersion"], &enable["digestNonce"]),
+        (&"0.3.1".into(), &"1".into())
+    );
+    assert_eq!(enable["approverScheme"], "raw");
+    assert_eq!(j["selectorData"]["install"]["callType"], "delegatecall");
+    assert_eq!(j["errors"], serde_json::json!([]));
+}
+
+#[test]
+fn parts_fail_independently() {
+    let v = vector("sudo-regular-k031.json");
+    let op = &v["userOperation"];
+    let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
+    let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
+    let opts = DecodeOptions::default();
+    let d = decode_kernel(
+        sender,
+        nonce,
+        &[0xe9, 0xae, 0x5c, 0x53, 1],
+        &hexb(&op["signature"]),
+        &[1, 2],
+        &opts,
+    );
+    let parts: Vec<&str> = d.errors.iter().map(|e| e.part).collect();
+    assert_eq!(parts, ["callData", "initCode"]);
+    assert!(d.nonce.is_some() && d.permission_signature.is_some());
+    let j = serde_json::to_value(&d).unwrap();
+    assert_eq!(j["errors"][0]["part"], "callData");
+    assert!(j["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("callData"));
+
+    // A replayable prefix on a v3.1 account is read as signature bytes there: reported.
+    let sig = [REPLAYABLE_MAGIC.as_slice(), &hexb(&op["signature"])].concat();
+    let opts = DecodeOptions {
+        kernel_version: Some(KernelVersion::V3_1),
+        ..Default::default()
+    };
+    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    assert_eq!(
+        d.errors.iter().map(|e| e.part).collect::<Vec<_>>(),
+        ["signature"]
+    );
+    let opts = DecodeOptions {
+        kernel_version: Some(KernelVersion::V3_3),
+        ..Default::default()
+    };
+    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    assert!(
+        d.errors.is_empty()
+            && d.replayable
+            && d.permission_signature.unwrap().signer_signature.len() == 65
+    );
+
+    // An unknown validation type fails the nonce; the calls still decode.
+    let bad_nonce = U256::from(3u8) << 240usize;
+    let d = decode_kernel(
+        sender,
+        bad_nonce,
+        &hexb(&op["callData"]),
+        &[],
+        &[],
+        &DecodeOptions::default(),
+    );
+    assert_eq!(d.errors[0].error, DecodeError::UnknownValidationType(3));
+    assert!(d.calls.is_some());
+}
+
+#[test]
+fn merkle_enable_through_decode_kernel() {
+    // Re-sign a recorded enable op the way a multi-chain approval does: the Enable digests of
+    // this account on three chains are leaves, the owner signs EIP-191(root) once, and this
+    // chain's enableSig is `sig ‖ root ‖ abi.encode(proof)`.
+    let v = vector("sudo-enable-deploy-k031.json");
+    let op = &v["userOperation"];
+    let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
+    let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
+    let e = opgate::decode::decode_enable_signature(&hexb(&op["signature"])).unwrap();
+    let vid = opgate::decode::decode_nonce(nonce)
+        .unwrap()
+        .validation_id
+        .unwrap();
+    let digest = |chain_id| {
+        let domain = opgate::decode::enable::EnableDomain {
+            account: sender,
+            chain_id,
+            version: KernelVersion::V3_1,
+        };
+        opgate::decode::enable_digest(&domain, vid, 1, &e)
+    };
+    let leaves = [digest(31337), digest(1), digest(10)];
+    let pair = opgate::decode::multichain::merkle_root_of(leaves[0], &[leaves[1]]);
+    let root = opgate::decode::multichain::merkle_root_of(pair, &[leaves[2]]);
+    let key = key();
+    let owner = Address::from_private_key(&key);
+    let root_sig = sign(&key, &opgate::decode::ecdsa::eip191_hash(&root));
+    let enable_sig = [
+        &root_sig[..],
+        root.as_slice(),
+        &vec![leaves[1], leaves[2]].abi_encode(),
+    ]
+    .concat();
+    let tuple = (
+        e.validator_data.clone(),
+        e.hook_data.clone(),
+        e.selector_data.clone(),
+        Bytes::from(enable_sig),
+        e.user_op_sig.clone(),
+    );
+    let sig = [e.hook.as_slice(), &tuple.abi_encode_params()].concat();
+    let opts = DecodeOptions {
+        chain_id: Some(31337),
+        root_owner: Some(owner),
+        ..Default::default()
+    };
+    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let info = d.enable.unwrap();
+    assert!(info.multichain);
+    assert_eq!(
+        (info.merkle_root, info.merkle_proof_valid),
+        (Some(root), Some(true))
+    );
+    assert_eq!((info.approver, info.approved), (Some(owner), Some(true)));
+    assert_eq!(info.kernel_version, Some(KernelVersion::V3_1));
+    // The same signature does not prove this op's digest on another chain id.
+    let opts = DecodeOptions {
+        chain_id: Some(5),
+        kernel_version: Some(KernelVersion::V3_1),
+        root_owner: Some(owner),
+        ..Default::default()
+    };
+    let info = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts)
+        .enable
+        .unwrap();
+    assert_eq!(
+        (info.merkle_proof_valid, info.approved),
+        (Some(false), Some(false))
+    );
+}
