@@ -583,3 +583,57 @@ fn permission_entry_counts_and_sizes() {
     );
     assert_eq!(FixedBytes::<2>::ZERO, signer_only.flag);
 }
+
+#[test]
+fn shared_tails_cannot_amplify() {
+    // 1,000 batch elements all pointing at one 10 KB call: 10 MB decoded from 42 KB of input.
+    let n = 1000u64;
+    let tuple_at = 32 * n;
+    let mut exec = cat(&[&w(0x20), &w(n)]);
+    for _ in 0..n {
+        exec.extend_from_slice(&w(tuple_at));
+    }
+    exec.extend(cat(&[
+        &w(1),
+        &w(0),
+        &w(0x60),
+        &w(10_000),
+        &vec![0xAB; 10_000],
+    ]));
+    assert_eq!(
+        decode_calls(&execute(mode(1, 0), &exec)),
+        Err(DecodeError::TooMuchData {
+            what: "batch execution",
+            limit: 2 * exec.len()
+        })
+    );
+    // A handful of shared tails is fine (see batch_elements_sharing_one_tuple).
+
+    // CallPolicy: permissions sharing one rules array sharing one params array multiply.
+    let k = 60u64;
+    let mut data = cat(&[&w(0x20), &w(k)]);
+    let perm_at = 32 * k; // relative to the heads at byte 64
+    for _ in 0..k {
+        data.extend_from_slice(&w(perm_at));
+    }
+    // Permission head: callType, target, selector, valueLimit, rules offset (-> right after).
+    data.extend(cat(&[&w(0), &w(1), &w(0), &w(0), &w(0xa0)]));
+    // rules: k heads all pointing at one rule whose params has k words.
+    data.extend_from_slice(&w(k));
+    for _ in 0..k {
+        data.extend_from_slice(&w(32 * k));
+    }
+    data.extend(cat(&[&w(6), &w(0), &w(0x60), &w(k)]));
+    data.extend(vec![0u8; 32 * k as usize]);
+    let p = opgate::decode::decode_policy(
+        opgate::decode::policy::CALL_POLICY_V0_0_4,
+        FixedBytes([0, 0]),
+        &data,
+    );
+    match p.params {
+        opgate::decode::PolicyParams::Invalid { error, .. } => {
+            assert!(error.contains("exceed"), "{error}")
+        }
+        other => panic!("amplified: {other:?}"),
+    }
+}

@@ -9,6 +9,14 @@
 //! assembly (`add(base, calldataload(p))`) and Solidity's calldata struct/array accessors (which
 //! compare with `slt`) add modulo 2^256, so an offset word close to 2^256 points *backwards*. Both
 //! are modelled; in either case the resolved position must lie inside the input we hold.
+//!
+//! Offsets may share tails, so what a reader decodes could be far larger than its input (n
+//! heads pointing at one big `bytes`, nested arrays multiplying). Each reader therefore has a
+//! budget of twice its input: every length it accepts is charged (bytes for `bytes`, 32 per
+//! array element), and decoding stops with [`DecodeError::TooMuchData`] when it runs out. A
+//! canonical encoding never needs more than its own size.
+
+use std::cell::Cell;
 
 use alloy_primitives::{Address, FixedBytes, U256};
 
@@ -24,23 +32,39 @@ pub(crate) enum Arith {
 }
 
 /// A view over ABI-encoded bytes with bounds-checked accessors.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Abi<'a> {
     buf: &'a [u8],
     what: &'static str,
+    budget: Cell<usize>,
 }
 
 impl<'a> Abi<'a> {
     /// Wraps `buf`; `what` names it in errors.
     pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Self { buf, what }
+        Self {
+            buf,
+            what,
+            budget: Cell::new(budget_for(buf.len())),
+        }
     }
 
-    /// The same bytes under another name.
-    pub(crate) fn named(self, what: &'static str) -> Self {
-        Self {
-            buf: self.buf,
-            what,
+    /// The same bytes under another name, with a fresh budget.
+    pub(crate) fn named(&self, what: &'static str) -> Self {
+        Self::new(self.buf, what)
+    }
+
+    /// Charges `amount` decoded bytes against the budget.
+    fn charge(&self, amount: usize) -> Result<(), DecodeError> {
+        match self.budget.get().checked_sub(amount) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(DecodeError::TooMuchData {
+                what: self.what,
+                limit: budget_for(self.buf.len()),
+            }),
         }
     }
 
@@ -181,7 +205,11 @@ impl<'a> Abi<'a> {
             .ok()
             .filter(|n| n.checked_mul(unit).is_some_and(|total| total <= available));
         match len {
-            Some(n) => Ok((n, start)),
+            Some(n) => {
+                // `n * unit` fits: it was compared with `available` above.
+                self.charge(n * unit)?;
+                Ok((n, start))
+            }
             None => Err(DecodeError::BadLength {
                 what: self.what,
                 at: pos,
@@ -230,4 +258,9 @@ impl<'a> Abi<'a> {
 /// The first 4 bytes of `data`, if it has them.
 pub(crate) fn selector_of(data: &[u8]) -> Option<FixedBytes<4>> {
     data.get(..4).map(FixedBytes::from_slice)
+}
+
+/// How many decoded bytes a reader over `len` input bytes may produce.
+fn budget_for(len: usize) -> usize {
+    len.saturating_mul(2)
 }

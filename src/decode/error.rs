@@ -50,6 +50,15 @@ pub enum DecodeError {
         /// Bytes available after the length word.
         available: usize,
     },
+    /// Shared ABI tails would make the decoded content larger than `limit` bytes (twice the
+    /// input): refused rather than amplified.
+    #[error("{what}: decoded content would exceed {limit} bytes (tails shared too often)")]
+    TooMuchData {
+        /// The structure being read.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// A word does not hold a valid value of its ABI type (for example an address with non-zero
     /// upper bytes, a bool other than 0/1, an enum out of range); Solidity's decoder reverts on it.
     #[error("{what}: word at byte {at} is not a valid {expected}")]
