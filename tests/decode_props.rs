@@ -6,7 +6,7 @@ use alloy_sol_types::{sol, SolCall, SolValue};
 use k256::ecdsa::SigningKey;
 use opgate::decode::{
     assign_policy_signatures, decode_calls, decode_enable_signature, decode_init_code,
-    decode_kernel, decode_multichain_signature, decode_nonce, decode_nonce_bytes,
+    decode_kernel_with, decode_multichain_signature, decode_nonce, decode_nonce_bytes,
     decode_permission_data, decode_permission_signature, decode_policy, decode_selector_data,
     detect_stub,
     ecdsa::{eip191_hash, HashScheme},
@@ -434,7 +434,7 @@ proptest! {
         b[2..6].copy_from_slice(&keccak256(&data)[..4]);
         let nonce = U256::from_be_bytes(b);
         let opts = DecodeOptions { chain_id: Some(1), ..Default::default() };
-        let _ = decode_kernel(Address::ZERO, nonce, &data, &data, &data, &opts);
+        let _ = decode_kernel_with(Address::ZERO, nonce, &data, &data, &data, &opts);
     }
 
     #[test]

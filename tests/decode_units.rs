@@ -8,7 +8,7 @@ use alloy_primitives::{hex, keccak256, Address, Bytes, FixedBytes, B256, U256};
 use alloy_sol_types::{SolStruct, SolValue};
 use k256::ecdsa::SigningKey;
 use opgate::decode::{
-    calls, decode_kernel, decode_policy, detect_stub,
+    calls, decode_kernel_with, decode_policy, detect_stub,
     ecdsa::{recover, recover_eip191},
     enable::{Enable, ENABLE_TYPEHASH},
     init, is_privileged,
@@ -337,7 +337,7 @@ fn json_spellings() {
         ),
         ..Default::default()
     };
-    let d = decode_kernel(
+    let d = decode_kernel_with(
         op["sender"].as_str().unwrap().parse().unwrap(),
         op["nonce"].as_str().unwrap().parse().unwrap(),
         &hexb(&op["callData"]),
@@ -431,7 +431,7 @@ fn parts_fail_independently() {
     let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
     let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
     let opts = DecodeOptions::default();
-    let d = decode_kernel(
+    let d = decode_kernel_with(
         sender,
         nonce,
         &[0xe9, 0xae, 0x5c, 0x53, 1],
@@ -455,7 +455,7 @@ fn parts_fail_independently() {
         kernel_version: Some(KernelVersion::V3_1),
         ..Default::default()
     };
-    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
     assert_eq!(
         d.errors.iter().map(|e| e.part).collect::<Vec<_>>(),
         ["signature"]
@@ -464,7 +464,7 @@ fn parts_fail_independently() {
         kernel_version: Some(KernelVersion::V3_3),
         ..Default::default()
     };
-    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
     assert!(
         d.errors.is_empty()
             && d.replayable
@@ -473,7 +473,7 @@ fn parts_fail_independently() {
 
     // An unknown validation type fails the nonce; the calls still decode.
     let bad_nonce = U256::from(3u8) << 240usize;
-    let d = decode_kernel(
+    let d = decode_kernel_with(
         sender,
         bad_nonce,
         &hexb(&op["callData"]),
@@ -532,7 +532,7 @@ fn merkle_enable_through_decode_kernel() {
         root_owner: Some(owner),
         ..Default::default()
     };
-    let d = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
     let info = d.enable.unwrap();
     assert!(info.multichain);
     assert_eq!(
@@ -548,11 +548,45 @@ fn merkle_enable_through_decode_kernel() {
         root_owner: Some(owner),
         ..Default::default()
     };
-    let info = decode_kernel(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts)
+    let info = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts)
         .enable
         .unwrap();
     assert_eq!(
         (info.merkle_proof_valid, info.approved),
         (Some(false), Some(false))
+    );
+}
+
+#[test]
+fn defaults_without_chain_id() {
+    // The plain entry point knows release and owner from the initCode but not the chain id, so
+    // it reports the enable data and root without an approver.
+    let v = vector("sudo-enable-deploy-k033.json");
+    let op = &v["userOperation"];
+    let init = [hexb(&op["factory"]), hexb(&op["factoryData"])].concat();
+    let d = opgate::decode::decode_kernel(
+        op["sender"].as_str().unwrap().parse().unwrap(),
+        op["nonce"].as_str().unwrap().parse().unwrap(),
+        &hexb(&op["callData"]),
+        &hexb(&op["signature"]),
+        &init,
+    );
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let enable = d.enable.unwrap();
+    assert_eq!(enable.kernel_version, Some(KernelVersion::V3_3));
+    assert_eq!(
+        (enable.digest, enable.approver, enable.approved),
+        (None, None, None)
+    );
+    let root = enable.root_validator.unwrap();
+    assert_eq!(
+        root.owner,
+        Some(
+            v["rootValidator"]["owner"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        )
     );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use alloy_primitives::{hex, Address, Bytes, FixedBytes, U256};
 use opgate::decode::{
-    decode_kernel, decode_multichain_signature, decode_permission_signature, decode_policy,
+    decode_kernel_with, decode_multichain_signature, decode_permission_signature, decode_policy,
     enable::KernelVersion, verify_enable, CallKind, DecodeOptions, ExecCallType, KernelDecoded,
     MultiChainSignature, Policy, PolicyParams, ValidationMode, ValidationType,
 };
@@ -66,7 +66,7 @@ fn init_code(op: &Value) -> Vec<u8> {
 
 fn decode(v: &Value, opts: &DecodeOptions) -> KernelDecoded {
     let op = &v["userOperation"];
-    decode_kernel(
+    decode_kernel_with(
         addr(&op["sender"]),
         s(op, "nonce").parse().expect("nonce"),
         &bytes(&op["callData"]),

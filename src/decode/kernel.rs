@@ -138,8 +138,28 @@ pub struct KernelDecoded {
     pub errors: Vec<PartError>,
 }
 
-/// Decodes a Kernel UserOperation's parts.
+/// Decodes a Kernel UserOperation's parts with default [`DecodeOptions`]: no chain id, so the
+/// Enable digest is only computed for replayable signatures (the multi-chain Merkle approver
+/// is still recovered); the root owner and release come from the initCode when it deploys.
 pub fn decode_kernel(
+    sender: Address,
+    nonce: U256,
+    call_data: &[u8],
+    signature: &[u8],
+    init_code: &[u8],
+) -> KernelDecoded {
+    decode_kernel_with(
+        sender,
+        nonce,
+        call_data,
+        signature,
+        init_code,
+        &DecodeOptions::default(),
+    )
+}
+
+/// Decodes a Kernel UserOperation's parts, with what the op itself does not carry in `opts`.
+pub fn decode_kernel_with(
     sender: Address,
     nonce: U256,
     call_data: &[u8],
