@@ -590,3 +590,44 @@ fn defaults_without_chain_id() {
         )
     );
 }
+
+#[test]
+fn merkle_approval_needs_the_digest() {
+    // Without a chain id the digest is unknown: the root's signer is reported, not approved.
+    let key = key();
+    let owner = Address::from_private_key(&key);
+    let root = B256::repeat_byte(9);
+    let root_sig = sign(&key, &opgate::decode::ecdsa::eip191_hash(&root));
+    let enable_sig = [
+        &root_sig[..],
+        root.as_slice(),
+        &Vec::<B256>::new().abi_encode(),
+    ]
+    .concat();
+    let fields = (
+        Bytes::new(),
+        Bytes::new(),
+        Bytes::from(vec![0xe9, 0xae, 0x5c, 0x53]),
+        Bytes::from(enable_sig),
+        Bytes::from(vec![0xFF]),
+    );
+    let sig = [&[0u8; 20][..], &fields.abi_encode_params()].concat();
+    let nonce = U256::from_be_bytes({
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b[1] = 2;
+        b[2] = 0x42;
+        b
+    });
+    let opts = DecodeOptions {
+        root_owner: Some(owner),
+        ..Default::default()
+    };
+    let d = decode_kernel_with(Address::repeat_byte(1), nonce, &[], &sig, &[], &opts);
+    let info = d.enable.unwrap();
+    assert!(info.multichain);
+    assert_eq!(
+        (info.approver, info.merkle_proof_valid, info.approved),
+        (Some(owner), None, None)
+    );
+}

@@ -78,7 +78,8 @@ pub struct EnableInfo {
     pub approver: Option<Address>,
     /// Hash scheme the approver was recovered with.
     pub approver_scheme: Option<HashScheme>,
-    /// Whether the approver is the known root owner.
+    /// Whether the approver is the known root owner (and, for the Merkle form, the digest is
+    /// under the signed root); `None` when either cannot be told.
     pub approved: Option<bool>,
 }
 
@@ -360,7 +361,13 @@ fn enable_info(
     if let Some(Some((addr, scheme))) = errors.ok("approval", found) {
         info.approver = Some(addr);
         info.approver_scheme = Some(scheme);
-        info.approved = owner.map(|o| o == addr && info.merkle_proof_valid != Some(false));
+        info.approved = match (owner, info.multichain, info.merkle_proof_valid) {
+            (None, ..) => None,
+            // A root signature proves nothing about this op until the proof is checked.
+            (Some(_), true, None) => None,
+            (Some(o), true, Some(valid)) => Some(valid && o == addr),
+            (Some(o), false, _) => Some(o == addr),
+        };
     }
     info
 }
