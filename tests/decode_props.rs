@@ -426,7 +426,7 @@ proptest! {
         let _ = decode_init_code(&data);
         let _ = detect_stub(&data);
         for a in [CALL_POLICY_V0_0_1, CALL_POLICY_V0_0_4, CALL_POLICY_V0_0_5] {
-            let _ = decode_policy(a, FixedBytes([0, 0]), &data);
+            let _ = opgate::decode::decode_policy_params(a, &data);
         }
         let mut b = [0u8; 32];
         b[0] = mode;

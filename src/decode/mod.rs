@@ -12,7 +12,7 @@
 //! - [`enable`]: the enable-mode wrapper, selector data, the EIP-712 Enable digest and its
 //!   verification ([`decode_enable_signature`], [`decode_selector_data`], [`verify_enable`]).
 //! - [`permission`]: permission install data — policies and signer ([`decode_permission_data`]).
-//! - [`policy`]: each policy's install data by address ([`decode_policy`]).
+//! - [`policy`]: each policy's install data by address ([`decode_policy_params`]).
 //! - [`multichain`]: the multi-chain ECDSA validator's forms and Merkle proofs
 //!   ([`decode_multichain_signature`]).
 //! - [`init`]: what an initCode deploys ([`decode_init_code`]).
@@ -54,7 +54,10 @@ pub use kernel::{decode_kernel, decode_kernel_with, DecodeOptions, KernelDecoded
 pub use multichain::{decode_multichain_signature, verify_merkle_proof, MultiChainSignature};
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
 pub use permission::{decode_permission_data, Permission, Signer, SignerKind};
-pub use policy::{decode_policy, CallPermission, ParamCondition, ParamRule, Policy, PolicyParams};
+pub use policy::{
+    decode_policy, decode_policy_params, CallPermission, ParamCondition, ParamRule, Policy,
+    PolicyParams,
+};
 pub use signature::{
     assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,
     decode_permission_signature, PermissionSignature, PolicyAssignment,

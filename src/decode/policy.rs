@@ -269,9 +269,8 @@ pub fn call_policy_version(address: Address) -> Option<&'static str> {
 }
 
 /// Parses a policy's install data by its address (the fuzzing entry point for policies).
-pub fn decode_policy(address: Address, flag: FixedBytes<2>, data: &[u8]) -> Policy {
-    let version = call_policy_version(address);
-    let parsed = match (version, address) {
+pub fn decode_policy_params(address: Address, data: &[u8]) -> Result<PolicyParams, DecodeError> {
+    match (call_policy_version(address), address) {
         (Some(v), _) => decode_call_policy(v, data),
         (None, GAS_POLICY) => decode_gas(data),
         (None, RATE_LIMIT_POLICY) => decode_rate_limit(data),
@@ -282,15 +281,20 @@ pub fn decode_policy(address: Address, flag: FixedBytes<2>, data: &[u8]) -> Poli
         _ => Ok(PolicyParams::Unknown {
             data: Bytes::copy_from_slice(data),
         }),
-    };
-    let params = parsed.unwrap_or_else(|e| PolicyParams::Invalid {
+    }
+}
+
+/// A permission's policy entry: parsed install data, or [`PolicyParams::Invalid`] with the
+/// error when a known policy's data does not parse.
+pub fn decode_policy(address: Address, flag: FixedBytes<2>, data: &[u8]) -> Policy {
+    let params = decode_policy_params(address, data).unwrap_or_else(|e| PolicyParams::Invalid {
         data: Bytes::copy_from_slice(data),
         error: e.to_string(),
     });
     Policy {
         address,
         flag,
-        version,
+        version: call_policy_version(address),
         params,
     }
 }
