@@ -13,7 +13,7 @@
 //! - [`pipeline`]: the life of an `eth_sendUserOperation`.
 //! - [`telemetry`]: Prometheus metrics and tracing.
 //! - [`userop`]: UserOperation v0.6/v0.7/v0.8 wire and domain types, packing, userOpHash.
-//! - [`decode`]: Kernel nonce, execution calldata, permission signatures, enable data, policies.
+//! - [`decode`]: Kernel nonce, calls, permission signatures, enable data, policies, initCode.
 #![forbid(unsafe_code)]
 
 pub mod app;

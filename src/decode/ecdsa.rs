@@ -1,0 +1,77 @@
+//! ECDSA recovery as Kernel's validators and signers do it (solady `ECDSA.recover` over the
+//! `ecrecover` precompile).
+//!
+//! Only the 65-byte `r ‖ s ‖ v` form with `v ∈ {27, 28}` is accepted: `ecrecover` rejects other
+//! `v` values and the 64-byte compact form is not accepted by every deployed module. A high `s`
+//! is accepted (the precompile does not check malleability). Anything unrecoverable is an error,
+//! which matches the chain: solady's `recover` reverts instead of returning zero.
+
+use alloy_primitives::{eip191_hash_message, uint, Address, Signature, B256, U256};
+
+use super::DecodeError;
+
+/// The order `n` of the secp256k1 group.
+const SECP256K1N_ORDER: U256 =
+    uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
+
+/// Which hash an ECDSA signature was made over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashScheme {
+    /// The 32-byte hash itself (typed-data signing).
+    Raw,
+    /// EIP-191: `keccak("\x19Ethereum Signed Message:\n32" ‖ hash)` (`signMessage({raw})`).
+    Eip191,
+}
+
+/// Recovers the signer of `hash` from a 65-byte `r ‖ s ‖ v` signature.
+pub fn recover(hash: &B256, sig: &[u8]) -> Result<Address, DecodeError> {
+    let bytes: &[u8; 65] = sig.try_into().map_err(|_| DecodeError::BadSize {
+        what: "ecdsa signature",
+        len: sig.len(),
+        expected: "65 bytes",
+    })?;
+    let v = bytes[64];
+    let parity = match v {
+        27 => false,
+        28 => true,
+        _ => return Err(DecodeError::InvalidRecoveryId(v)),
+    };
+    let r = U256::from_be_slice(&bytes[..32]);
+    let s = U256::from_be_slice(&bytes[32..64]);
+    // `ecrecover` needs 0 < r, s < n; checking first also keeps alloy's low-s normalisation
+    // (n − s) in range.
+    let in_range = |x: U256| x != U256::ZERO && x < SECP256K1N_ORDER;
+    if !in_range(r) || !in_range(s) {
+        return Err(DecodeError::Unrecoverable);
+    }
+    Signature::new(r, s, parity)
+        .recover_address_from_prehash(hash)
+        .map_err(|_| DecodeError::Unrecoverable)
+}
+
+/// Recovers the signer of `EIP-191(hash)` (`\x19Ethereum Signed Message:\n32` ‖ hash).
+pub fn recover_eip191(hash: &B256, sig: &[u8]) -> Result<Address, DecodeError> {
+    recover(&eip191_hash(hash), sig)
+}
+
+/// Recovers with the given scheme.
+pub fn recover_with(scheme: HashScheme, hash: &B256, sig: &[u8]) -> Result<Address, DecodeError> {
+    match scheme {
+        HashScheme::Raw => recover(hash, sig),
+        HashScheme::Eip191 => recover_eip191(hash, sig),
+    }
+}
+
+/// The EIP-191 hash of a 32-byte message.
+pub fn eip191_hash(hash: &B256) -> B256 {
+    eip191_hash_message(hash.as_slice())
+}
+
+/// Which scheme, if any, makes `sig` over `hash` recover `expected` (raw tried first, as the
+/// validators do).
+pub fn matching_scheme(hash: &B256, sig: &[u8], expected: Address) -> Option<HashScheme> {
+    [HashScheme::Raw, HashScheme::Eip191]
+        .into_iter()
+        .find(|scheme| recover_with(*scheme, hash, sig).is_ok_and(|a| a == expected))
+}
