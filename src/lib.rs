@@ -20,6 +20,7 @@ pub mod app;
 pub mod chain;
 pub mod config;
 pub mod decode;
+pub mod explain;
 pub mod pipeline;
 pub mod relay;
 pub mod rpc;

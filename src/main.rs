@@ -1,4 +1,4 @@
-//! The `opgate` command line: `serve`, `check-config`.
+//! The `opgate` command line: `serve`, `check-config`, `decode`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,18 @@ enum Command {
     /// Validate a configuration file and exit.
     CheckConfig {
         /// The TOML file.
+        file: PathBuf,
+    },
+    /// Decode an eth_sendUserOperation request body, its params array, or a bare UserOperation
+    /// (with --entry-point) and print what opgate understands of it as one JSON object.
+    Decode {
+        /// Chain id (needed for the userOpHash and the enable digest).
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// EntryPoint address (required for a bare UserOperation; overrides params[1]).
+        #[arg(long, value_name = "ADDR")]
+        entry_point: Option<alloy_primitives::Address>,
+        /// The JSON file, or - for standard input.
         file: PathBuf,
     },
 }
@@ -62,6 +74,48 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => serve(args),
+        Command::Decode {
+            chain_id,
+            entry_point,
+            file,
+        } => decode(&file, entry_point, chain_id),
+    }
+}
+
+fn decode(file: &std::path::Path, entry_point: Option<alloy_primitives::Address>, chain_id: Option<u64>) -> ExitCode {
+    let text = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            Ok(_) => s,
+            Err(e) => {
+                eprintln!("opgate: cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("opgate: cannot read {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match opgate::explain::decode_text(&text, entry_point, chain_id) {
+        Ok(decoded) => match serde_json::to_string_pretty(&decoded) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("opgate: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("opgate: not a UserOperation: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

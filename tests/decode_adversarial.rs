@@ -3,9 +3,7 @@
 //! or fail with the error naming the bad bytes.
 
 use alloy_primitives::{Address, Bytes, FixedBytes, U256};
-use opgate::decode::{
-    calls::RevertReason, decode_calls, CallDataFormat, DecodeError, ExecCallType,
-};
+use opgate::decode::{calls::RevertReason, decode_calls, CallDataFormat, DecodeError, ExecCallType};
 
 fn w(n: u64) -> [u8; 32] {
     U256::from(n).to_be_bytes()
@@ -52,22 +50,13 @@ fn execute_offset_outside_calldata() {
 fn execute_offset_does_not_wrap() {
     // Solidity's argument decoder refuses offsets above 2^64 - 1: no pointing backwards.
     let cd = cat(&[&EXECUTE, &mode(0, 0), &neg(32), &w(0)]);
-    assert!(matches!(
-        decode_calls(&cd),
-        Err(DecodeError::BadOffset { at: 36, .. })
-    ));
+    assert!(matches!(decode_calls(&cd), Err(DecodeError::BadOffset { at: 36, .. })));
 }
 
 #[test]
 fn execute_huge_length_word() {
     let huge = U256::from(1u8) << 255usize;
-    let cd = cat(&[
-        &EXECUTE,
-        &mode(0, 0),
-        &w(0x40),
-        &huge.to_be_bytes::<32>(),
-        &[0u8; 64],
-    ]);
+    let cd = cat(&[&EXECUTE, &mode(0, 0), &w(0x40), &huge.to_be_bytes::<32>(), &[0u8; 64]]);
     assert_eq!(
         decode_calls(&cd),
         Err(DecodeError::BadLength {
@@ -95,15 +84,7 @@ fn batch_huge_array_length_is_refused_before_allocating() {
 
 /// One element `(target, value, data)` laid out at byte 96 of the execution calldata.
 fn batch_of_one(target_word: [u8; 32], data_offset: [u8; 32], tail: &[u8]) -> Vec<u8> {
-    cat(&[
-        &w(0x20),
-        &w(1),
-        &w(0x20),
-        &target_word,
-        &w(7),
-        &data_offset,
-        tail,
-    ])
+    cat(&[&w(0x20), &w(1), &w(0x20), &target_word, &w(7), &data_offset, tail])
 }
 
 #[test]
@@ -174,10 +155,7 @@ fn checked_formats_refuse_backwards_offsets() {
     // The same backwards pointer in Kernel v2 executeBatch (Solidity's decoder): an error.
     let tail = batch_of_one(w(0xBEEF), neg(96), &[]);
     let cd = cat(&[&[0x34, 0xfc, 0xd5, 0xbe], &tail]);
-    assert!(matches!(
-        decode_calls(&cd),
-        Err(DecodeError::BadOffset { .. })
-    ));
+    assert!(matches!(decode_calls(&cd), Err(DecodeError::BadOffset { .. })));
 }
 
 #[test]
@@ -219,10 +197,7 @@ fn call_types_and_exec_types() {
     let d = decode_calls(&execute(mode(0xFE, 0), &[0u8; 52])).unwrap();
     assert_eq!(
         (d.call_type, d.reverts),
-        (
-            Some(ExecCallType::Static),
-            Some(RevertReason::StaticCallType)
-        )
+        (Some(ExecCallType::Static), Some(RevertReason::StaticCallType))
     );
     assert_eq!(d.calls.len(), 1);
     let d = decode_calls(&execute(mode(0, 2), &[0u8; 52])).unwrap();
@@ -236,20 +211,8 @@ fn call_types_and_exec_types() {
 
 #[test]
 fn kernel_v2_operation_range() {
-    let v2 = |op: [u8; 32]| {
-        cat(&[
-            &[0x51, 0x94, 0x54, 0x47],
-            &w(1),
-            &w(0),
-            &w(0x80),
-            &op,
-            &w(0),
-        ])
-    };
-    assert_eq!(
-        decode_calls(&v2(w(2))),
-        Err(DecodeError::UnknownOperation(2))
-    );
+    let v2 = |op: [u8; 32]| cat(&[&[0x51, 0x94, 0x54, 0x47], &w(1), &w(0), &w(0x80), &op, &w(0)]);
+    assert_eq!(decode_calls(&v2(w(2))), Err(DecodeError::UnknownOperation(2)));
     assert!(matches!(
         decode_calls(&v2(w(256))),
         Err(DecodeError::InvalidValue { at: 100, .. })
@@ -283,13 +246,7 @@ fn shared_tails_cannot_amplify() {
     for _ in 0..n {
         exec.extend_from_slice(&w(tuple_at));
     }
-    exec.extend(cat(&[
-        &w(1),
-        &w(0),
-        &w(0x60),
-        &w(10_000),
-        &vec![0xAB; 10_000],
-    ]));
+    exec.extend(cat(&[&w(1), &w(0), &w(0x60), &w(10_000), &vec![0xAB; 10_000]]));
     assert_eq!(
         decode_calls(&execute(mode(1, 0), &exec)),
         Err(DecodeError::TooMuchData {
@@ -315,11 +272,7 @@ fn shared_tails_cannot_amplify() {
     }
     data.extend(cat(&[&w(6), &w(0), &w(0x60), &w(k)]));
     data.extend(vec![0u8; 32 * k as usize]);
-    let p = opgate::decode::decode_policy(
-        opgate::decode::policy::CALL_POLICY_V0_0_4,
-        FixedBytes([0, 0]),
-        &data,
-    );
+    let p = opgate::decode::decode_policy(opgate::decode::policy::CALL_POLICY_V0_0_4, FixedBytes([0, 0]), &data);
     match p.params {
         opgate::decode::PolicyParams::Invalid { error, .. } => {
             assert!(error.contains("exceed"), "{error}")

@@ -4,8 +4,8 @@
 
 use alloy_primitives::{Address, FixedBytes, U256};
 use opgate::decode::{
-    assign_policy_signatures, decode_enable_signature, decode_permission_data,
-    decode_permission_signature, decode_selector_data, signature::REPLAYABLE_MAGIC, DecodeError,
+    assign_policy_signatures, decode_enable_signature, decode_permission_data, decode_permission_signature,
+    decode_selector_data, signature::REPLAYABLE_MAGIC, DecodeError,
 };
 
 fn w(n: u64) -> [u8; 32] {
@@ -53,12 +53,7 @@ fn segment_length_larger_than_input() {
 
 #[test]
 fn marker_bytes_inside_segment_data_are_data() {
-    let sig = cat(&[
-        &seg(0, &[0xFF, 0xFF, 0x01]),
-        &seg(3, &[0xFF]),
-        &[0xFF],
-        &[9; 65],
-    ]);
+    let sig = cat(&[&seg(0, &[0xFF, 0xFF, 0x01]), &seg(3, &[0xFF]), &[0xFF], &[9; 65]]);
     let s = decode_permission_signature(&sig).unwrap();
     assert_eq!(s.segments[0].data.as_ref(), &[0xFF, 0xFF, 0x01]);
     assert_eq!((s.segments[1].index, s.segments[1].at), (3, 12));
@@ -100,10 +95,7 @@ fn segment_indices_must_ascend() {
 fn signer_marker_is_mandatory() {
     assert_eq!(
         decode_permission_signature(&seg(0, &[1])),
-        Err(DecodeError::MissingSignerMarker {
-            at: 10,
-            found: None
-        })
+        Err(DecodeError::MissingSignerMarker { at: 10, found: None })
     );
     assert_eq!(
         decode_permission_signature(&[]),
@@ -117,10 +109,7 @@ fn signer_marker_is_mandatory() {
     let sig = cat(&[&seg(5, &[1]), &[0xFF]]);
     assert_eq!(
         assign_policy_signatures(&sig, 2),
-        Err(DecodeError::MissingSignerMarker {
-            at: 0,
-            found: Some(5)
-        })
+        Err(DecodeError::MissingSignerMarker { at: 0, found: Some(5) })
     );
     // No policies, no segments: just the marker.
     let walk = assign_policy_signatures(&[0xFF, 1, 2], 0).unwrap();
@@ -133,11 +122,7 @@ fn replayable_prefix_is_stripped_once() {
     let s = decode_permission_signature(&cat(&[REPLAYABLE_MAGIC.as_slice(), &inner])).unwrap();
     assert!(s.replayable);
     // A second magic is signature bytes: index 0x05 with an impossible length.
-    let twice = cat(&[
-        REPLAYABLE_MAGIC.as_slice(),
-        REPLAYABLE_MAGIC.as_slice(),
-        &inner,
-    ]);
+    let twice = cat(&[REPLAYABLE_MAGIC.as_slice(), REPLAYABLE_MAGIC.as_slice(), &inner]);
     assert!(matches!(
         decode_permission_signature(&twice),
         Err(DecodeError::OutOfBounds { offset: 9, .. })
@@ -233,10 +218,7 @@ fn selector_data_sizes() {
         Err(DecodeError::OutOfBounds { len: 4, .. })
     ));
     let grant = decode_selector_data(&[0xe9, 0xae, 0x5c, 0x53]).unwrap();
-    assert_eq!(
-        (grant.selector.0, grant.install),
-        ([0xe9, 0xae, 0x5c, 0x53], None)
-    );
+    assert_eq!((grant.selector.0, grant.install), ([0xe9, 0xae, 0x5c, 0x53], None));
     for len in [5, 43] {
         assert!(matches!(
             decode_selector_data(&vec![0; len]),
@@ -269,10 +251,7 @@ fn selector_data_sizes() {
         decode_selector_data(&with(&[])),
         Err(DecodeError::TooShort { .. })
     ));
-    let install = decode_selector_data(&with(&[0xFF]))
-        .unwrap()
-        .install
-        .unwrap();
+    let install = decode_selector_data(&with(&[0xFF])).unwrap().install.unwrap();
     assert_eq!(
         (install.module, install.hook),
         (Address::repeat_byte(0x11), Address::repeat_byte(0x22))
@@ -319,10 +298,7 @@ fn permission_entry_counts_and_sizes() {
     assert!(signer_only.policies.is_empty());
     let max = vec![vec![0u8; 22]; 254];
     assert_eq!(
-        decode_permission_data(&permission_data(&max))
-            .unwrap()
-            .policies
-            .len(),
+        decode_permission_data(&permission_data(&max)).unwrap().policies.len(),
         253
     );
     assert_eq!(FixedBytes::<2>::ZERO, signer_only.flag);

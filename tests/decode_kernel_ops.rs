@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use alloy_primitives::{hex, Address, Bytes, B256, U256};
 use alloy_sol_types::SolValue;
 use k256::ecdsa::SigningKey;
-use opgate::decode::{
-    decode_kernel_with, signature::REPLAYABLE_MAGIC, DecodeError, DecodeOptions, KernelVersion,
-};
+use opgate::decode::{decode_kernel_with, signature::REPLAYABLE_MAGIC, DecodeError, DecodeOptions, KernelVersion};
 
 fn key() -> SigningKey {
     SigningKey::from_slice(&[7u8; 32]).unwrap()
@@ -41,13 +39,7 @@ fn json_spellings() {
     let opts = DecodeOptions {
         chain_id: Some(31337),
         kernel_version: Some(KernelVersion::V3_1),
-        root_owner: Some(
-            v["rootValidator"]["owner"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        ),
+        root_owner: Some(v["rootValidator"]["owner"].as_str().unwrap().parse().unwrap()),
         ..Default::default()
     };
     let d = decode_kernel_with(
@@ -76,20 +68,11 @@ fn json_spellings() {
     let call = &j["calls"]["calls"][0];
     assert_eq!(call["callType"], "call");
     assert_eq!(call["target"], "0xedcc53f25bac99ebb78d3a0012ec78ae3e67494e");
-    assert_eq!(
-        (&call["value"], &call["selector"]),
-        (&"0".into(), &"0xa9059cbb".into())
-    );
+    assert_eq!((&call["value"], &call["selector"]), (&"0".into(), &"0xa9059cbb".into()));
     let perm = &j["permission"];
     assert_eq!(perm["signer"]["type"], "ecdsa");
-    assert_eq!(
-        perm["signer"]["contract"],
-        "0x6a6f069e2a08c2468e7724ab3250cdbfba14d4ff"
-    );
-    assert_eq!(
-        perm["signer"]["address"],
-        "0x664991b95300f6c29a15ffb579476ac0453fb2f5"
-    );
+    assert_eq!(perm["signer"]["contract"], "0x6a6f069e2a08c2468e7724ab3250cdbfba14d4ff");
+    assert_eq!(perm["signer"]["address"], "0x664991b95300f6c29a15ffb579476ac0453fb2f5");
     let types: Vec<&str> = perm["policies"]
         .as_array()
         .unwrap()
@@ -98,15 +81,9 @@ fn json_spellings() {
         .collect();
     assert_eq!(types, ["call", "gas", "rate-limit", "timestamp"]);
     let cp = &perm["policies"][0];
-    assert_eq!(
-        (&cp["version"], &cp["flag"]),
-        (&"0.0.4".into(), &"0x0000".into())
-    );
+    assert_eq!((&cp["version"], &cp["flag"]), (&"0.0.4".into(), &"0x0000".into()));
     let p0 = &cp["permissions"][0];
-    assert_eq!(
-        (&p0["callType"], &p0["valueLimit"]),
-        (&"call".into(), &"0".into())
-    );
+    assert_eq!((&p0["callType"], &p0["valueLimit"]), (&"call".into(), &"0".into()));
     let r1 = &p0["rules"][1];
     assert_eq!(
         (&r1["condition"], &r1["offset"]),
@@ -120,10 +97,7 @@ fn json_spellings() {
     assert_eq!(perm["policies"][2]["count"], "10");
     assert_eq!(perm["policies"][3]["validUntil"], "1795392000");
     let enable = &j["enable"];
-    assert_eq!(
-        enable["approver"],
-        "0x4769400e9445105c7166d8225f06eb45c7d2fc29"
-    );
+    assert_eq!(enable["approver"], "0x4769400e9445105c7166d8225f06eb45c7d2fc29");
     assert_eq!(
         (&enable["approved"], &enable["multichain"]),
         (&true.into(), &false.into())
@@ -157,10 +131,7 @@ fn parts_fail_independently() {
     assert!(d.nonce.is_some() && d.permission_signature.is_some());
     let j = serde_json::to_value(&d).unwrap();
     assert_eq!(j["errors"][0]["part"], "callData");
-    assert!(j["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("callData"));
+    assert!(j["errors"][0]["message"].as_str().unwrap().contains("callData"));
 
     // A replayable prefix on a v3.1 account is read as signature bytes there: reported.
     let sig = [REPLAYABLE_MAGIC.as_slice(), &hexb(&op["signature"])].concat();
@@ -169,20 +140,13 @@ fn parts_fail_independently() {
         ..Default::default()
     };
     let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
-    assert_eq!(
-        d.errors.iter().map(|e| e.part).collect::<Vec<_>>(),
-        ["signature"]
-    );
+    assert_eq!(d.errors.iter().map(|e| e.part).collect::<Vec<_>>(), ["signature"]);
     let opts = DecodeOptions {
         kernel_version: Some(KernelVersion::V3_3),
         ..Default::default()
     };
     let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
-    assert!(
-        d.errors.is_empty()
-            && d.replayable
-            && d.permission_signature.unwrap().signer_signature.len() == 65
-    );
+    assert!(d.errors.is_empty() && d.replayable && d.permission_signature.unwrap().signer_signature.len() == 65);
 
     // An unknown validation type fails the nonce; the calls still decode.
     let bad_nonce = U256::from(3u8) << 240usize;
@@ -208,10 +172,7 @@ fn merkle_enable_through_decode_kernel() {
     let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
     let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
     let e = opgate::decode::decode_enable_signature(&hexb(&op["signature"])).unwrap();
-    let vid = opgate::decode::decode_nonce(nonce)
-        .unwrap()
-        .validation_id
-        .unwrap();
+    let vid = opgate::decode::decode_nonce(nonce).unwrap().validation_id.unwrap();
     let digest = |chain_id| {
         let domain = opgate::decode::enable::EnableDomain {
             account: sender,
@@ -226,12 +187,7 @@ fn merkle_enable_through_decode_kernel() {
     let key = key();
     let owner = Address::from_private_key(&key);
     let root_sig = sign(&key, &opgate::decode::ecdsa::eip191_hash(&root));
-    let enable_sig = [
-        &root_sig[..],
-        root.as_slice(),
-        &vec![leaves[1], leaves[2]].abi_encode(),
-    ]
-    .concat();
+    let enable_sig = [&root_sig[..], root.as_slice(), &vec![leaves[1], leaves[2]].abi_encode()].concat();
     let tuple = (
         e.validator_data.clone(),
         e.hook_data.clone(),
@@ -248,10 +204,7 @@ fn merkle_enable_through_decode_kernel() {
     let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
     let info = d.enable.unwrap();
     assert!(info.multichain);
-    assert_eq!(
-        (info.merkle_root, info.merkle_proof_valid),
-        (Some(root), Some(true))
-    );
+    assert_eq!((info.merkle_root, info.merkle_proof_valid), (Some(root), Some(true)));
     assert_eq!((info.approver, info.approved), (Some(owner), Some(true)));
     assert_eq!(info.kernel_version, Some(KernelVersion::V3_1));
     // The same signature does not prove this op's digest on another chain id.
@@ -264,10 +217,7 @@ fn merkle_enable_through_decode_kernel() {
     let info = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts)
         .enable
         .unwrap();
-    assert_eq!(
-        (info.merkle_proof_valid, info.approved),
-        (Some(false), Some(false))
-    );
+    assert_eq!((info.merkle_proof_valid, info.approved), (Some(false), Some(false)));
 }
 
 #[test]
@@ -287,20 +237,11 @@ fn defaults_without_chain_id() {
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     let enable = d.enable.unwrap();
     assert_eq!(enable.kernel_version, Some(KernelVersion::V3_3));
-    assert_eq!(
-        (enable.digest, enable.approver, enable.approved),
-        (None, None, None)
-    );
+    assert_eq!((enable.digest, enable.approver, enable.approved), (None, None, None));
     let root = enable.root_validator.unwrap();
     assert_eq!(
         root.owner,
-        Some(
-            v["rootValidator"]["owner"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        )
+        Some(v["rootValidator"]["owner"].as_str().unwrap().parse().unwrap())
     );
 }
 
@@ -311,12 +252,7 @@ fn merkle_approval_needs_the_digest() {
     let owner = Address::from_private_key(&key);
     let root = B256::repeat_byte(9);
     let root_sig = sign(&key, &opgate::decode::ecdsa::eip191_hash(&root));
-    let enable_sig = [
-        &root_sig[..],
-        root.as_slice(),
-        &Vec::<B256>::new().abi_encode(),
-    ]
-    .concat();
+    let enable_sig = [&root_sig[..], root.as_slice(), &Vec::<B256>::new().abi_encode()].concat();
     let fields = (
         Bytes::new(),
         Bytes::new(),

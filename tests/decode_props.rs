@@ -5,15 +5,14 @@ use alloy_primitives::{keccak256, Address, Bytes, FixedBytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolValue};
 use k256::ecdsa::SigningKey;
 use opgate::decode::{
-    assign_policy_signatures, decode_calls, decode_enable_signature, decode_init_code,
-    decode_kernel_with, decode_multichain_signature, decode_nonce, decode_nonce_bytes,
-    decode_permission_data, decode_permission_signature, decode_policy, decode_selector_data,
-    detect_stub,
+    assign_policy_signatures, decode_calls, decode_enable_signature, decode_init_code, decode_kernel_with,
+    decode_multichain_signature, decode_nonce, decode_nonce_bytes, decode_permission_data, decode_permission_signature,
+    decode_policy, decode_selector_data, detect_stub,
     ecdsa::{eip191_hash, HashScheme},
     multichain::{approver, merkle_root_of},
     policy::{PermissionCallType, CALL_POLICY_V0_0_1, CALL_POLICY_V0_0_4, CALL_POLICY_V0_0_5},
-    verify_merkle_proof, CallKind, DecodeOptions, ExecCallType, MultiChainSignature,
-    ParamCondition, PolicyParams, ValidationMode, ValidationType,
+    verify_merkle_proof, CallKind, DecodeOptions, ExecCallType, MultiChainSignature, ParamCondition, PolicyParams,
+    ValidationMode, ValidationType,
 };
 use proptest::prelude::*;
 
@@ -70,16 +69,13 @@ fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn rule(conditions: u8) -> impl Strategy<Value = ParamRule> {
-    (
-        0..conditions,
-        any::<u64>(),
-        proptest::collection::vec(word(), 1..4),
-    )
-        .prop_map(|(condition, offset, params)| ParamRule {
+    (0..conditions, any::<u64>(), proptest::collection::vec(word(), 1..4)).prop_map(|(condition, offset, params)| {
+        ParamRule {
             condition,
             offset,
             params,
-        })
+        }
+    })
 }
 
 fn permission(conditions: u8) -> impl Strategy<Value = Permission> {
@@ -119,11 +115,7 @@ fn check_calls(decoded: &[opgate::decode::Call], want: &[(Address, U256, Bytes)]
 /// `(leaves, root, proofs)` of a sorted-pair keccak tree (odd nodes are carried up).
 fn merkle(leaves: &[B256]) -> (B256, Vec<Vec<B256>>) {
     let mut proofs = vec![Vec::new(); leaves.len()];
-    let mut level: Vec<(B256, Vec<usize>)> = leaves
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (*l, vec![i]))
-        .collect();
+    let mut level: Vec<(B256, Vec<usize>)> = leaves.iter().enumerate().map(|(i, l)| (*l, vec![i])).collect();
     while level.len() > 1 {
         let mut next = Vec::new();
         for pair in level.chunks(2) {

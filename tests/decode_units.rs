@@ -11,12 +11,9 @@ use opgate::decode::{
     init, is_privileged,
     multichain::{decode_multichain_signature, DUMMY_ECDSA_SIG},
     permission::{decode_signer, WEBAUTHN_SIGNER_V0_0_4},
-    policy::{
-        GAS_POLICY, RATE_LIMIT_POLICY, RATE_LIMIT_RESET_POLICY, SIGNATURE_POLICY, TIMESTAMP_POLICY,
-    },
+    policy::{GAS_POLICY, RATE_LIMIT_POLICY, RATE_LIMIT_RESET_POLICY, SIGNATURE_POLICY, TIMESTAMP_POLICY},
     signature::REPLAYABLE_MAGIC,
-    Call, CallKind, DecodeError, KernelVersion, MultiChainSignature, PolicyParams, SignerKind,
-    StubKind,
+    Call, CallKind, DecodeError, KernelVersion, MultiChainSignature, PolicyParams, SignerKind, StubKind,
 };
 
 fn selector(sig: &str) -> [u8; 4] {
@@ -42,10 +39,7 @@ fn constants_match_their_definitions() {
         calls::KERNEL_V2_EXECUTE_DELEGATE_CALL,
         selector("executeDelegateCall(address,bytes)")
     );
-    assert_eq!(
-        calls::SIMPLE_EXECUTE,
-        selector("execute(address,uint256,bytes)")
-    );
+    assert_eq!(calls::SIMPLE_EXECUTE, selector("execute(address,uint256,bytes)"));
     assert_eq!(
         calls::SIMPLE_EXECUTE_BATCH,
         selector("executeBatch(address[],uint256[],bytes[])")
@@ -58,10 +52,7 @@ fn constants_match_their_definitions() {
         init::DEPLOY_WITH_FACTORY,
         selector("deployWithFactory(address,bytes,bytes32)")
     );
-    assert_eq!(
-        init::CREATE_ACCOUNT,
-        selector("createAccount(bytes,bytes32)")
-    );
+    assert_eq!(init::CREATE_ACCOUNT, selector("createAccount(bytes,bytes32)"));
     assert_eq!(
         init::INITIALIZE_V3_0,
         selector("initialize(bytes21,address,bytes,bytes)")
@@ -75,10 +66,7 @@ fn constants_match_their_definitions() {
         selector("createAccount(address,bytes,uint256)")
     );
     assert_eq!(init::INITIALIZE_V2, selector("initialize(address,bytes)"));
-    assert_eq!(
-        init::CREATE_SIMPLE_ACCOUNT,
-        selector("createAccount(address,uint256)")
-    );
+    assert_eq!(init::CREATE_SIMPLE_ACCOUNT, selector("createAccount(address,uint256)"));
     assert_eq!(REPLAYABLE_MAGIC, keccak256("kernel.replayable.signature"));
     let e = Enable {
         validationId: FixedBytes::ZERO,
@@ -99,10 +87,7 @@ fn constants_match_their_definitions() {
 
 #[test]
 fn kernel_versions() {
-    assert_eq!(
-        KernelVersion::parse("0.3.0-beta"),
-        Some(KernelVersion::V3_0)
-    );
+    assert_eq!(KernelVersion::parse("0.3.0-beta"), Some(KernelVersion::V3_0));
     assert_eq!(KernelVersion::parse("0.3.3"), Some(KernelVersion::V3_3));
     assert_eq!(KernelVersion::parse("0.2.4"), None);
     assert_eq!(KernelVersion::V3_0.domain_version(), "0.3.0-beta");
@@ -133,11 +118,7 @@ fn ecdsa_recovery_like_ecrecover() {
     assert_eq!(recover(&hash, &sig), Ok(owner));
     assert_ne!(recover_eip191(&hash, &sig), Ok(owner));
     // High s with the other parity recovers the same key (ecrecover does not check malleability).
-    let n = U256::from_str_radix(
-        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
-        16,
-    )
-    .unwrap();
+    let n = U256::from_str_radix("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16).unwrap();
     let mut high = sig;
     high[32..64].copy_from_slice(&(n - U256::from_be_slice(&sig[32..64])).to_be_bytes::<32>());
     high[64] = if sig[64] == 27 { 28 } else { 27 };
@@ -180,11 +161,7 @@ fn stubs() {
     assert_eq!(detect_stub(&[]), None);
     assert!(matches!(
         decode_multichain_signature(&[0; 80], true),
-        Err(DecodeError::TooShort {
-            len: 80,
-            min: 97,
-            ..
-        })
+        Err(DecodeError::TooShort { len: 80, min: 97, .. })
     ));
 }
 
@@ -264,23 +241,12 @@ fn small_policies_and_signers() {
     );
     let json = serde_json::to_value(&unknown).unwrap();
     assert_eq!(json["type"], "unknown");
-    assert_eq!(
-        json["address"],
-        "0x4242424242424242424242424242424242424242"
-    );
+    assert_eq!(json["address"], "0x4242424242424242424242424242424242424242");
 
-    let key = (
-        B256::repeat_byte(1),
-        B256::repeat_byte(2),
-        B256::repeat_byte(3),
-    )
-        .abi_encode_params();
+    let key = (B256::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3)).abi_encode_params();
     let s = decode_signer(WEBAUTHN_SIGNER_V0_0_4, &key).unwrap();
     assert_eq!((s.kind, s.version), (SignerKind::WebAuthn, Some("0.0.4")));
-    assert_eq!(
-        s.webauthn.unwrap().authenticator_id_hash,
-        B256::repeat_byte(3)
-    );
+    assert_eq!(s.webauthn.unwrap().authenticator_id_hash, B256::repeat_byte(3));
     assert!(decode_signer(WEBAUTHN_SIGNER_V0_0_4, &key[..64]).is_err());
     let s = decode_signer(Address::repeat_byte(5), &[1]).unwrap();
     assert_eq!((s.kind, s.address), (SignerKind::Unknown, None));
@@ -300,9 +266,5 @@ fn privileged_targets() {
     };
     assert!(is_privileged(&call(account), account, &[]));
     assert!(is_privileged(&call(module), account, &[module]));
-    assert!(!is_privileged(
-        &call(Address::repeat_byte(1)),
-        account,
-        &[module]
-    ));
+    assert!(!is_privileged(&call(Address::repeat_byte(1)), account, &[module]));
 }

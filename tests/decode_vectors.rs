@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use alloy_primitives::{hex, Address, Bytes, FixedBytes, U256};
 use opgate::decode::{
-    decode_kernel_with, decode_multichain_signature, decode_permission_signature, decode_policy,
-    enable::KernelVersion, verify_enable, CallKind, DecodeOptions, ExecCallType, KernelDecoded,
-    MultiChainSignature, Policy, PolicyParams, ValidationMode, ValidationType,
+    decode_kernel_with, decode_multichain_signature, decode_permission_signature, decode_policy, enable::KernelVersion,
+    verify_enable, CallKind, DecodeOptions, ExecCallType, KernelDecoded, MultiChainSignature, Policy, PolicyParams,
+    ValidationMode, ValidationType,
 };
 use serde_json::Value;
 
@@ -34,16 +34,11 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn bytes(v: &Value) -> Vec<u8> {
-    v.as_str()
-        .map(|s| hex::decode(s).expect("hex"))
-        .unwrap_or_default()
+    v.as_str().map(|s| hex::decode(s).expect("hex")).unwrap_or_default()
 }
 
 fn addr(v: &Value) -> Address {
-    v.as_str()
-        .expect("address string")
-        .parse()
-        .expect("address")
+    v.as_str().expect("address string").parse().expect("address")
 }
 
 fn u256(v: &Value) -> U256 {
@@ -102,16 +97,8 @@ fn check_nonce(name: &str, d: &KernelDecoded, kn: &Value) {
         ),
         None => assert_eq!(n.permission_id, None, "{name}: pid"),
     }
-    assert_eq!(
-        format!("{:#06x}", n.lane),
-        s(kn, "nonceKey"),
-        "{name}: lane"
-    );
-    assert_eq!(
-        n.sequence.to_string(),
-        s(kn, "sequence"),
-        "{name}: sequence"
-    );
+    assert_eq!(format!("{:#06x}", n.lane), s(kn, "nonceKey"), "{name}: lane");
+    assert_eq!(n.sequence.to_string(), s(kn, "sequence"), "{name}: sequence");
 }
 
 fn check_calls(name: &str, d: &KernelDecoded, v: &Value) {
@@ -128,11 +115,7 @@ fn check_calls(name: &str, d: &KernelDecoded, v: &Value) {
     for (i, (c, w)) in calls.iter().zip(want).enumerate() {
         assert_eq!(c.target, addr(&w["to"]), "{name}: call {i} target");
         assert_eq!(c.value, u256(&w["value"]), "{name}: call {i} value");
-        assert_eq!(
-            c.data,
-            Bytes::from(bytes(&w["data"])),
-            "{name}: call {i} data"
-        );
+        assert_eq!(c.data, Bytes::from(bytes(&w["data"])), "{name}: call {i} data");
         let kind = if expected == ExecCallType::DelegateCall {
             CallKind::DelegateCall
         } else {
@@ -161,16 +144,8 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
                     "{name}: callType"
                 );
                 assert_eq!(perm.target, addr(&wp["target"]), "{name}: target");
-                assert_eq!(
-                    perm.selector.to_string(),
-                    s(wp, "selector"),
-                    "{name}: selector"
-                );
-                assert_eq!(
-                    perm.value_limit,
-                    u256(&wp["valueLimit"]),
-                    "{name}: valueLimit"
-                );
+                assert_eq!(perm.selector.to_string(), s(wp, "selector"), "{name}: selector");
+                assert_eq!(perm.value_limit, u256(&wp["valueLimit"]), "{name}: valueLimit");
                 let rules = wp["rules"].as_array().expect("rules");
                 assert_eq!(perm.rules.len(), rules.len(), "{name}: rule count");
                 for (r, wr) in perm.rules.iter().zip(rules) {
@@ -185,12 +160,7 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
                         "{name}: id"
                     );
                     assert_eq!(r.offset, wr["offset"].as_u64().unwrap(), "{name}: offset");
-                    let want: Vec<FixedBytes<32>> = wr["params"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(s_parse)
-                        .collect();
+                    let want: Vec<FixedBytes<32>> = wr["params"].as_array().unwrap().iter().map(s_parse).collect();
                     assert_eq!(r.params, want, "{name}: params");
                 }
             }
@@ -203,11 +173,7 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
             },
             "gas",
         ) => {
-            assert_eq!(
-                U256::from(*allowed),
-                u256(&params["allowed"]),
-                "{name}: allowed"
-            );
+            assert_eq!(U256::from(*allowed), u256(&params["allowed"]), "{name}: allowed");
             assert_eq!(
                 Some(*enforce_paymaster),
                 params["enforcePaymaster"].as_bool(),
@@ -227,17 +193,9 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
             },
             "rate-limit",
         ) => {
-            assert_eq!(
-                U256::from(*interval),
-                u256(&params["interval"]),
-                "{name}: interval"
-            );
+            assert_eq!(U256::from(*interval), u256(&params["interval"]), "{name}: interval");
             assert_eq!(U256::from(*count), u256(&params["count"]), "{name}: count");
-            assert_eq!(
-                U256::from(*start_at),
-                u256(&params["startAt"]),
-                "{name}: startAt"
-            );
+            assert_eq!(U256::from(*start_at), u256(&params["startAt"]), "{name}: startAt");
         }
         (
             PolicyParams::Timestamp {
@@ -261,11 +219,7 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
         (got, want) => panic!("{name}: policy {want} decoded as {got:?}"),
     }
     // The JSON type tag is the vector's type name.
-    assert_eq!(
-        serde_json::to_value(p).unwrap()["type"],
-        w["type"],
-        "{name}: type tag"
-    );
+    assert_eq!(serde_json::to_value(p).unwrap()["type"], w["type"], "{name}: type tag");
 }
 
 fn s_parse(v: &Value) -> FixedBytes<32> {
@@ -297,21 +251,11 @@ fn every_vector_decodes_as_recorded() {
         check_calls(name, &d, v);
 
         if deploys {
-            let dep = d
-                .deployment
-                .as_ref()
-                .unwrap_or_else(|| panic!("{name}: deployment"));
+            let dep = d.deployment.as_ref().unwrap_or_else(|| panic!("{name}: deployment"));
             if let Some(rv) = v.get("rootValidator").filter(|r| !r.is_null()) {
-                let root = dep
-                    .root_validator
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("{name}: root"));
+                let root = dep.root_validator.as_ref().unwrap_or_else(|| panic!("{name}: root"));
                 assert_eq!(root.owner, Some(addr(&rv["owner"])), "{name}: root owner");
-                assert_eq!(
-                    root.address,
-                    Some(addr(&rv["address"])),
-                    "{name}: root validator"
-                );
+                assert_eq!(root.address, Some(addr(&rv["address"])), "{name}: root validator");
                 assert_eq!(
                     serde_json::to_value(root.kind).unwrap(),
                     rv["type"],
@@ -319,11 +263,7 @@ fn every_vector_decodes_as_recorded() {
                 );
             }
             if let Some(kv) = known_version {
-                assert_eq!(
-                    dep.kernel_version,
-                    Some(kv),
-                    "{name}: inferred kernel version"
-                );
+                assert_eq!(dep.kernel_version, Some(kv), "{name}: inferred kernel version");
             }
             if let Some(label) = v["kernelVersion"].as_str() {
                 assert_eq!(dep.account_version, Some(label), "{name}: account version");
@@ -343,25 +283,13 @@ fn every_vector_decodes_as_recorded() {
                 .permission_signature
                 .as_ref()
                 .unwrap_or_else(|| panic!("{name}: permission sig"));
-            assert!(
-                sig.segments.is_empty(),
-                "{name}: SDK sends no policy segments"
-            );
-            assert_eq!(
-                sig.signer_signature.len(),
-                65,
-                "{name}: ECDSA signer signature"
-            );
+            assert!(sig.segments.is_empty(), "{name}: SDK sends no policy segments");
+            assert_eq!(sig.signer_signature.len(), 65, "{name}: ECDSA signer signature");
         }
-        if n.validation_type == ValidationType::Root
-            && s(&v["rootValidator"], "type") == "multi-chain-ecdsa"
-        {
+        if n.validation_type == ValidationType::Root && s(&v["rootValidator"], "type") == "multi-chain-ecdsa" {
             let sig = bytes(&op["signature"]);
             let form = decode_multichain_signature(&sig, true).expect("multi-chain signature");
-            assert!(
-                matches!(form, MultiChainSignature::Plain { .. }),
-                "{name}: plain form"
-            );
+            assert!(matches!(form, MultiChainSignature::Plain { .. }), "{name}: plain form");
         }
 
         let session = &v["session"];
@@ -376,10 +304,7 @@ fn every_vector_decodes_as_recorded() {
         }
 
         if n.mode == ValidationMode::Enable {
-            let perm = d
-                .permission
-                .as_ref()
-                .unwrap_or_else(|| panic!("{name}: permission"));
+            let perm = d.permission.as_ref().unwrap_or_else(|| panic!("{name}: permission"));
             assert_eq!(
                 perm.signer.address,
                 Some(addr(&session["sessionKeyAddress"])),
@@ -401,22 +326,11 @@ fn every_vector_decodes_as_recorded() {
                 check_policy(name, p, w);
             }
             let pa = d.policy_signatures.as_ref().expect("policy assignment");
-            assert_eq!(
-                pa.policies.len(),
-                want.len(),
-                "{name}: per-policy signatures"
-            );
+            assert_eq!(pa.policies.len(), want.len(), "{name}: per-policy signatures");
 
             let owner = addr(&v["rootValidator"]["owner"]);
-            let enable = d
-                .enable
-                .as_ref()
-                .unwrap_or_else(|| panic!("{name}: enable"));
-            assert_eq!(
-                enable.approver,
-                Some(owner),
-                "{name}: approver is the root owner"
-            );
+            let enable = d.enable.as_ref().unwrap_or_else(|| panic!("{name}: enable"));
+            assert_eq!(enable.approver, Some(owner), "{name}: approver is the root owner");
             if deploys {
                 // The owner comes from the initCode's `initialize`.
                 assert_eq!(enable.approved, Some(true), "{name}: approved");
@@ -432,54 +346,30 @@ fn every_vector_decodes_as_recorded() {
                 let again = decode(v, &opts);
                 let e = again.enable.as_ref().expect("enable");
                 assert_eq!(e.kernel_version, known_version, "{name}: inferred release");
-                assert_eq!(
-                    (e.approver, e.approved),
-                    (Some(owner), Some(true)),
-                    "{name}: approved"
-                );
+                assert_eq!((e.approver, e.approved), (Some(owner), Some(true)), "{name}: approved");
             }
-            assert_eq!(
-                enable.kernel_version, known_version,
-                "{name}: digest version"
-            );
+            assert_eq!(enable.kernel_version, known_version, "{name}: digest version");
             assert_eq!(enable.digest_nonce, Some(1), "{name}: digest nonce");
             // The recorded multi-chain enable is a single-chain approval: the 65-byte form.
             assert!(
                 !enable.multichain && enable.merkle_root.is_none(),
                 "{name}: plain enable signature"
             );
-            assert_eq!(
-                enable.data.enable_sig.len(),
-                65,
-                "{name}: plain enable signature"
-            );
+            assert_eq!(enable.data.enable_sig.len(), 65, "{name}: plain enable signature");
             let selector = d.selector_data.as_ref().expect("selector data");
-            assert_eq!(
-                selector.selector.0,
-                [0xe9, 0xae, 0x5c, 0x53],
-                "{name}: execute granted"
-            );
+            assert_eq!(selector.selector.0, [0xe9, 0xae, 0x5c, 0x53], "{name}: execute granted");
 
             // Independently: which release and nonce make the signature the owner's?
             let sender = addr(&op["sender"]);
             let vid = n.validation_id.expect("vid");
             let found = verify_enable(sender, chain_id.unwrap(), vid, &enable.data, 1, 0, owner)
                 .unwrap_or_else(|| panic!("{name}: verify_enable"));
-            assert_eq!(
-                Some(found.version),
-                known_version,
-                "{name}: verified version"
-            );
+            assert_eq!(Some(found.version), known_version, "{name}: verified version");
             assert_eq!(found.nonce, 1, "{name}: verified nonce");
-            assert!(
-                verify_enable(sender, chain_id.unwrap(), vid, &enable.data, 2, 0, owner).is_none()
-            );
+            assert!(verify_enable(sender, chain_id.unwrap(), vid, &enable.data, 2, 0, owner).is_none());
             enable_checked += 1;
         } else {
-            assert!(
-                d.enable.is_none() && d.permission.is_none(),
-                "{name}: no enable data"
-            );
+            assert!(d.enable.is_none() && d.permission.is_none(), "{name}: no enable data");
         }
         // The raw user-op signature splits the same way on its own.
         if n.mode == ValidationMode::Default && n.validation_type == ValidationType::Permission {
@@ -491,9 +381,6 @@ fn every_vector_decodes_as_recorded() {
     assert_eq!(checked, all.len());
     assert_eq!(checked, 41, "every recorded vector is checked");
     assert_eq!(enable_checked, 11, "every enable-mode vector is checked");
-    assert!(
-        policies_checked >= 50,
-        "policies checked: {policies_checked}"
-    );
+    assert!(policies_checked >= 50, "policies checked: {policies_checked}");
     assert_eq!(deployments_checked, 15, "deployments checked");
 }

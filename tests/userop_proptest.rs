@@ -4,8 +4,8 @@
 use alloy_primitives::{Address, Bytes, U256};
 use alloy_sol_types::SolValue;
 use opgate::userop::{
-    abi, parse_user_operation_str, Eip7702Auth, EntryPointVersion, ExtraFields, Factory, Paymaster,
-    UserOperation, UserOperationV06, UserOperationV07, EIP7702_FACTORY_MARKER,
+    abi, parse_user_operation_str, Eip7702Auth, EntryPointVersion, ExtraFields, Factory, Paymaster, UserOperation,
+    UserOperationV06, UserOperationV07, EIP7702_FACTORY_MARKER,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -23,10 +23,7 @@ const QUANTITIES: [&str; 9] = [
 ];
 
 fn address() -> impl Strategy<Value = Address> {
-    prop_oneof![
-        any::<[u8; 20]>().prop_map(Address::from),
-        Just(Address::ZERO),
-    ]
+    prop_oneof![any::<[u8; 20]>().prop_map(Address::from), Just(Address::ZERO),]
 }
 
 fn u256() -> impl Strategy<Value = U256> {

@@ -66,10 +66,7 @@ fn every_vector_hashes_to_its_user_op_hash() {
         checked += 1;
     }
     assert_eq!(checked, files.len());
-    assert!(
-        checked >= 41,
-        "expected the full vector set, found {checked}"
-    );
+    assert!(checked >= 41, "expected the full vector set, found {checked}");
     assert!(
         per_version.iter().all(|&n| n > 0),
         "vectors for every version: {per_version:?}"

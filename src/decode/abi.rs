@@ -98,12 +98,7 @@ impl<'a> Abi<'a> {
     }
 
     /// The word at `at` as a `uintN` (`bits` ≤ 256); upper bits must be zero as Solidity checks.
-    pub(crate) fn uint(
-        &self,
-        at: usize,
-        bits: usize,
-        expected: &'static str,
-    ) -> Result<U256, DecodeError> {
+    pub(crate) fn uint(&self, at: usize, bits: usize, expected: &'static str) -> Result<U256, DecodeError> {
         let v = self.u256(at)?;
         if bits < 256 && v >> bits != U256::ZERO {
             return Err(self.invalid(at, expected));
@@ -112,12 +107,7 @@ impl<'a> Abi<'a> {
     }
 
     /// The word at `at` as a `uintN` with `bits` ≤ 64.
-    pub(crate) fn small_uint(
-        &self,
-        at: usize,
-        bits: usize,
-        expected: &'static str,
-    ) -> Result<u64, DecodeError> {
+    pub(crate) fn small_uint(&self, at: usize, bits: usize, expected: &'static str) -> Result<u64, DecodeError> {
         let v = self.uint(at, bits.min(64), expected)?;
         Ok(v.to::<u64>())
     }
@@ -154,17 +144,10 @@ impl<'a> Abi<'a> {
     }
 
     /// Resolves the offset word at `at` against `base`; the target must hold at least one word.
-    pub(crate) fn pointer(
-        &self,
-        base: usize,
-        at: usize,
-        arith: Arith,
-    ) -> Result<usize, DecodeError> {
+    pub(crate) fn pointer(&self, base: usize, at: usize, arith: Arith) -> Result<usize, DecodeError> {
         let value = self.u256(at)?;
         let pos = match arith {
-            Arith::Checked => usize::try_from(value)
-                .ok()
-                .and_then(|v| base.checked_add(v)),
+            Arith::Checked => usize::try_from(value).ok().and_then(|v| base.checked_add(v)),
             Arith::Wrapping => usize::try_from(U256::from(base).wrapping_add(value)).ok(),
         };
         match pos {
@@ -185,12 +168,7 @@ impl<'a> Abi<'a> {
     }
 
     /// `bytes` reached through the offset word at `at` (relative to `base`).
-    pub(crate) fn bytes_at(
-        &self,
-        base: usize,
-        at: usize,
-        arith: Arith,
-    ) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes_at(&self, base: usize, at: usize, arith: Arith) -> Result<&'a [u8], DecodeError> {
         let pos = self.pointer(base, at, arith)?;
         self.bytes(pos)
     }
@@ -221,15 +199,9 @@ impl<'a> Abi<'a> {
 
     /// Positions of the elements of a dynamic array of dynamic items whose length word is at
     /// `pos`: each head word is an offset from the start of the heads, resolved with `arith`.
-    pub(crate) fn dynamic_array(
-        &self,
-        pos: usize,
-        arith: Arith,
-    ) -> Result<Vec<usize>, DecodeError> {
+    pub(crate) fn dynamic_array(&self, pos: usize, arith: Arith) -> Result<Vec<usize>, DecodeError> {
         let (n, heads) = self.length(pos, 32)?;
-        (0..n)
-            .map(|i| self.pointer(heads, heads + 32 * i, arith))
-            .collect()
+        (0..n).map(|i| self.pointer(heads, heads + 32 * i, arith)).collect()
     }
 
     /// A `bytes32[]` (or other one-word-item array) whose length word is at `pos`.

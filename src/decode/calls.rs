@@ -206,9 +206,7 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
         KERNEL_EXECUTE => {
             let mode = B256::from(*args.word(4)?);
             args.word(36)?;
-            let exec = args
-                .named("executionCalldata")
-                .bytes_at(4, 36, Arith::Checked)?;
+            let exec = args.named("executionCalldata").bytes_at(4, 36, Arith::Checked)?;
             let (mode, calls, reverts) = decode_execution(&mode, exec)?;
             out.reverts = reverts;
             let ct = mode.call_type;
@@ -254,27 +252,15 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
             let value = args.u256(36)?;
             let data = args.bytes_at(4, 68, Arith::Checked)?;
             let call = Call::new(CallKind::Call, target, value, data);
-            (
-                CallDataFormat::SimpleAccountExecute,
-                ExecCallType::Single,
-                vec![call],
-            )
+            (CallDataFormat::SimpleAccountExecute, ExecCallType::Single, vec![call])
         }
         SIMPLE_EXECUTE_BATCH => {
             let calls = simple_batch(&args, true)?;
-            (
-                CallDataFormat::SimpleAccountExecuteBatch,
-                ExecCallType::Batch,
-                calls,
-            )
+            (CallDataFormat::SimpleAccountExecuteBatch, ExecCallType::Batch, calls)
         }
         SIMPLE_EXECUTE_BATCH_V06 => {
             let calls = simple_batch(&args, false)?;
-            (
-                CallDataFormat::SimpleAccountExecuteBatchV06,
-                ExecCallType::Batch,
-                calls,
-            )
+            (CallDataFormat::SimpleAccountExecuteBatchV06, ExecCallType::Batch, calls)
         }
         _ => return Ok(out),
     };
@@ -285,10 +271,7 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
 }
 
 /// Decodes a Kernel v3 `executionCalldata` under `mode`.
-pub fn decode_execution(
-    mode: &B256,
-    exec: &[u8],
-) -> Result<(ExecMode, Vec<Call>, Option<RevertReason>), DecodeError> {
+pub fn decode_execution(mode: &B256, exec: &[u8]) -> Result<(ExecMode, Vec<Call>, Option<RevertReason>), DecodeError> {
     let call_type = match mode[0] {
         0x00 => ExecCallType::Single,
         0x01 => ExecCallType::Batch,
@@ -301,8 +284,7 @@ pub fn decode_execution(
         0x01 => ExecType::Try,
         _ => ExecType::Unsupported,
     };
-    let mut reverts =
-        (exec_type == ExecType::Unsupported).then_some(RevertReason::UnsupportedExecType);
+    let mut reverts = (exec_type == ExecType::Unsupported).then_some(RevertReason::UnsupportedExecType);
     let calls = match call_type {
         ExecCallType::Single | ExecCallType::Static => {
             if call_type == ExecCallType::Static {
@@ -328,16 +310,9 @@ pub fn decode_execution(
                 });
             }
             let target = Address::from_slice(&exec[..20]);
-            vec![Call::new(
-                CallKind::DelegateCall,
-                target,
-                U256::ZERO,
-                &exec[20..],
-            )]
+            vec![Call::new(CallKind::DelegateCall, target, U256::ZERO, &exec[20..])]
         }
-        ExecCallType::Batch => {
-            call_tuples(&Abi::new(exec, "batch execution"), 0, 0, Arith::Wrapping)?
-        }
+        ExecCallType::Batch => call_tuples(&Abi::new(exec, "batch execution"), 0, 0, Arith::Wrapping)?,
     };
     Ok((
         ExecMode {
@@ -351,12 +326,7 @@ pub fn decode_execution(
 }
 
 /// `(address,uint256,bytes)[]` reached through the offset word at `at` (relative to `base`).
-fn call_tuples(
-    abi: &Abi<'_>,
-    base: usize,
-    at: usize,
-    arith: Arith,
-) -> Result<Vec<Call>, DecodeError> {
+fn call_tuples(abi: &Abi<'_>, base: usize, at: usize, arith: Arith) -> Result<Vec<Call>, DecodeError> {
     let array = abi.pointer(base, at, arith)?;
     abi.dynamic_array(array, arith)?
         .into_iter()
@@ -376,10 +346,7 @@ fn simple_batch(args: &Abi<'_>, with_values: bool) -> Result<Vec<Call>, DecodeEr
     let (values, func_at) = if with_values {
         let values = args.word_array(args.pointer(4, 36, Arith::Checked)?)?;
         (
-            values
-                .into_iter()
-                .map(|w| U256::from_be_bytes(w.0))
-                .collect::<Vec<_>>(),
+            values.into_iter().map(|w| U256::from_be_bytes(w.0)).collect::<Vec<_>>(),
             68,
         )
     } else {

@@ -11,8 +11,7 @@ use alloy_primitives::{eip191_hash_message, uint, Address, Signature, B256, U256
 use super::DecodeError;
 
 /// The order `n` of the secp256k1 group.
-const SECP256K1N_ORDER: U256 =
-    uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
+const SECP256K1N_ORDER: U256 = uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
 
 /// Which hash an ECDSA signature was made over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -211,10 +211,7 @@ pub fn decode_selector_data(data: &[u8]) -> Result<SelectorData, DecodeError> {
         }
     };
     let executor_hook_data = match call_type {
-        SelectorCallType::Call => abi
-            .bytes_at(44, 108, Arith::Wrapping)
-            .ok()
-            .map(Bytes::copy_from_slice),
+        SelectorCallType::Call => abi.bytes_at(44, 108, Arith::Wrapping).ok().map(Bytes::copy_from_slice),
         SelectorCallType::DelegateCall => None,
     };
     Ok(SelectorData {
@@ -242,12 +239,7 @@ pub struct EnableDomain {
 }
 
 /// The EIP-712 `Enable` digest Kernel checks the root validator's signature against.
-pub fn enable_digest(
-    domain: &EnableDomain,
-    validation_id: FixedBytes<21>,
-    nonce: u32,
-    data: &EnableData,
-) -> B256 {
+pub fn enable_digest(domain: &EnableDomain, validation_id: FixedBytes<21>, nonce: u32, data: &EnableData) -> B256 {
     let eip712 = Eip712Domain::new(
         Some("Kernel".into()),
         Some(domain.version.domain_version().into()),
@@ -312,9 +304,7 @@ pub fn verify_enable(
             enable,
         );
         let (scheme, multichain) = match &form {
-            MultiChainSignature::Plain { signature } => {
-                (matching_scheme(&digest, signature, expected_owner)?, false)
-            }
+            MultiChainSignature::Plain { signature } => (matching_scheme(&digest, signature, expected_owner)?, false),
             MultiChainSignature::Merkle {
                 signature,
                 merkle_root,
@@ -323,10 +313,7 @@ pub fn verify_enable(
                 if !verify_merkle_proof(digest, proof, *merkle_root) {
                     return None;
                 }
-                (
-                    matching_scheme(merkle_root, signature, expected_owner)?,
-                    true,
-                )
+                (matching_scheme(merkle_root, signature, expected_owner)?, true)
             }
             MultiChainSignature::Dummy { .. } => return None,
         };

@@ -11,9 +11,7 @@ use alloy_primitives::U256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Reading `len` bytes at `offset` would run past the end of the input.
-    #[error(
-        "{what}: {len} bytes at offset {offset} run past the end ({available} bytes available)"
-    )]
+    #[error("{what}: {len} bytes at offset {offset} run past the end ({available} bytes available)")]
     OutOfBounds {
         /// The structure being read.
         what: &'static str,
@@ -25,9 +23,7 @@ pub enum DecodeError {
         available: usize,
     },
     /// An ABI offset word (read at `at`) points outside the input.
-    #[error(
-        "{what}: offset word {value} at byte {at} points outside the input ({available} bytes)"
-    )]
+    #[error("{what}: offset word {value} at byte {at} points outside the input ({available} bytes)")]
     BadOffset {
         /// The structure being read.
         what: &'static str,

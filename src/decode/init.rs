@@ -104,10 +104,7 @@ pub struct RootValidator {
 
 impl RootValidator {
     /// The root of a v3 ValidationId with its install data.
-    pub fn from_validation(
-        validation_id: FixedBytes<21>,
-        data: &[u8],
-    ) -> Result<Self, DecodeError> {
+    pub fn from_validation(validation_id: FixedBytes<21>, data: &[u8]) -> Result<Self, DecodeError> {
         let mut root = match validation_id[0] {
             0x01 => Self::validator(Address::from_slice(&validation_id[1..]), data)?,
             0x02 => {
@@ -142,9 +139,9 @@ impl RootValidator {
             _ => RootKind::Unknown,
         };
         let owner = match kind {
-            RootKind::Ecdsa | RootKind::MultiChainEcdsa => Some(Address::from_slice(
-                Abi::new(data, "validator data").slice(0, 20)?,
-            )),
+            RootKind::Ecdsa | RootKind::MultiChainEcdsa => {
+                Some(Address::from_slice(Abi::new(data, "validator data").slice(0, 20)?))
+            }
             _ => None,
         };
         Ok(Self {

@@ -16,19 +16,18 @@ use serde::{Serialize, Serializer};
 use super::calls::{decode_calls, DecodedCalls, ExecCallType};
 use super::ecdsa::{matching_scheme, recover_with, HashScheme};
 use super::enable::{
-    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData,
-    EnableDomain, KernelVersion, SelectorData,
+    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData, EnableDomain,
+    KernelVersion, SelectorData,
 };
 use super::init::{decode_init_code, Deployment, RootKind, RootValidator};
 use super::multichain::{
-    approver, decode_multichain_signature, verify_merkle_proof, MultiChainSignature,
-    MULTICHAIN_ECDSA_VALIDATOR,
+    approver, decode_multichain_signature, verify_merkle_proof, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR,
 };
 use super::nonce::{decode_nonce, KernelNonce, ValidationMode, ValidationType};
 use super::permission::{decode_permission_data, Permission};
 use super::signature::{
-    assign_inner_policy_signatures, decode_inner_permission_signature, strip_replayable,
-    PermissionSignature, PolicyAssignment,
+    assign_inner_policy_signatures, decode_inner_permission_signature, strip_replayable, PermissionSignature,
+    PolicyAssignment,
 };
 use super::stub::{detect_stub, StubKind};
 use super::{ser, DecodeError};
@@ -214,20 +213,15 @@ pub fn decode_kernel_with(
     if n.mode == ValidationMode::Enable {
         if let Some(enable) = errors.ok("enable", decode_enable_signature(signature)) {
             user_op_sig = enable.user_op_sig.to_vec();
-            out.selector_data =
-                errors.ok("selectorData", decode_selector_data(&enable.selector_data));
+            out.selector_data = errors.ok("selectorData", decode_selector_data(&enable.selector_data));
             let mut validator = None;
             match n.validation_type {
                 ValidationType::Permission => {
-                    out.permission =
-                        errors.ok("permission", decode_permission_data(&enable.validator_data));
+                    out.permission = errors.ok("permission", decode_permission_data(&enable.validator_data));
                 }
                 ValidationType::Validator => {
                     let v = n.validator.unwrap_or_default();
-                    validator = errors.ok(
-                        "validator",
-                        RootValidator::validator(v, &enable.validator_data),
-                    );
+                    validator = errors.ok("validator", RootValidator::validator(v, &enable.validator_data));
                 }
                 ValidationType::Root => {}
             }
@@ -245,8 +239,7 @@ pub fn decode_kernel_with(
     }
     out.stub = detect_stub(&user_op_sig);
     if n.validation_type == ValidationType::Permission {
-        out.permission_signature =
-            errors.ok("signature", decode_inner_permission_signature(&user_op_sig));
+        out.permission_signature = errors.ok("signature", decode_inner_permission_signature(&user_op_sig));
         if let Some(p) = &out.permission {
             out.policy_signatures = errors.ok(
                 "policySignatures",
@@ -264,8 +257,7 @@ pub fn decode_kernel_with(
         ValidationType::Permission => false,
     };
     if multichain {
-        out.multichain_signature =
-            errors.ok("signature", decode_multichain_signature(&user_op_sig, true));
+        out.multichain_signature = errors.ok("signature", decode_multichain_signature(&user_op_sig, true));
     }
     out.errors = errors.0;
     out
@@ -277,8 +269,7 @@ struct Errors(Vec<PartError>);
 
 impl Errors {
     fn ok<T>(&mut self, part: &'static str, r: Result<T, DecodeError>) -> Option<T> {
-        r.map_err(|error| self.0.push(PartError { part, error }))
-            .ok()
+        r.map_err(|error| self.0.push(PartError { part, error })).ok()
     }
 }
 
@@ -292,23 +283,15 @@ fn enable_info(
     errors: &mut Errors,
 ) -> EnableInfo {
     let root = deployment.and_then(|d| d.root_validator.clone());
-    let owner = opts
-        .root_owner
-        .or_else(|| root.as_ref().and_then(|r| r.owner));
+    let owner = opts.root_owner.or_else(|| root.as_ref().and_then(|r| r.owner));
     let current = opts.current_nonce.unwrap_or(1);
     let vnonce = opts.validation_nonce.unwrap_or(0);
-    let chain_id = if data.replayable {
-        Some(0)
-    } else {
-        opts.chain_id
-    };
+    let chain_id = if data.replayable { Some(0) } else { opts.chain_id };
     let mut version = opts
         .kernel_version
         .or_else(|| deployment.and_then(|d| d.kernel_version));
-    if let (None, Some(chain), Some(owner), Some(vid)) = (version, chain_id, owner, n.validation_id)
-    {
-        version =
-            verify_enable(sender, chain, vid, &data, current, vnonce, owner).map(|v| v.version);
+    if let (None, Some(chain), Some(owner), Some(vid)) = (version, chain_id, owner, n.validation_id) {
+        version = verify_enable(sender, chain, vid, &data, current, vnonce, owner).map(|v| v.version);
     }
     let digest_nonce = version.map(|v| v.digest_nonce(current, vnonce));
     let digest = match (version, chain_id, n.validation_id, digest_nonce) {
@@ -339,21 +322,14 @@ fn enable_info(
         approved: None,
         data,
     };
-    let found = if root
-        .as_ref()
-        .is_some_and(|r| r.kind == RootKind::Permission)
-    {
+    let found = if root.as_ref().is_some_and(|r| r.kind == RootKind::Permission) {
         permission_root_approver(&info.data.enable_sig, digest, owner)
     } else {
         decode_multichain_signature(&info.data.enable_sig, false).and_then(|form| {
-            if let MultiChainSignature::Merkle {
-                merkle_root, proof, ..
-            } = &form
-            {
+            if let MultiChainSignature::Merkle { merkle_root, proof, .. } = &form {
                 info.multichain = true;
                 info.merkle_root = Some(*merkle_root);
-                info.merkle_proof_valid =
-                    digest.map(|d| verify_merkle_proof(d, proof, *merkle_root));
+                info.merkle_proof_valid = digest.map(|d| verify_merkle_proof(d, proof, *merkle_root));
             }
             approver(&form, digest, owner)
         })

@@ -40,13 +40,10 @@ mod ser;
 pub mod signature;
 pub mod stub;
 
-pub use calls::{
-    decode_calls, is_privileged, Call, CallDataFormat, CallKind, DecodedCalls, ExecCallType,
-    ExecType,
-};
+pub use calls::{decode_calls, is_privileged, Call, CallDataFormat, CallKind, DecodedCalls, ExecCallType, ExecType};
 pub use enable::{
-    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData,
-    KernelVersion, SelectorData,
+    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData, KernelVersion,
+    SelectorData,
 };
 pub use error::DecodeError;
 pub use init::{decode_init_code, Deployment, RootValidator};
@@ -55,8 +52,7 @@ pub use multichain::{decode_multichain_signature, verify_merkle_proof, MultiChai
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
 pub use permission::{decode_permission_data, Permission, Signer, SignerKind};
 pub use policy::{
-    decode_policy, decode_policy_params, CallPermission, ParamCondition, ParamRule, Policy,
-    PolicyParams,
+    decode_policy, decode_policy_params, CallPermission, ParamCondition, ParamRule, Policy, PolicyParams,
 };
 pub use signature::{
     assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,

@@ -17,8 +17,7 @@ use super::ecdsa::{matching_scheme, recover_with, HashScheme};
 use super::DecodeError;
 
 /// The multi-chain ECDSA validator.
-pub const MULTICHAIN_ECDSA_VALIDATOR: Address =
-    address!("5C97aA67Ba578E3c54ec5942A7563Ea9130E4f5F");
+pub const MULTICHAIN_ECDSA_VALIDATOR: Address = address!("5C97aA67Ba578E3c54ec5942A7563Ea9130E4f5F");
 
 /// The SDK's dummy ECDSA signature (`r = 0xff…f0 0…0`, `s = 0x7aa…a`, `v = 28`).
 pub const DUMMY_ECDSA_SIG: [u8; 65] = hex!(
@@ -58,10 +57,7 @@ pub enum MultiChainSignature {
 
 /// Decodes a multi-chain validator signature; `user_op` enables the dummy branch, which only
 /// `validateUserOp` has (the fuzzing entry point for this form).
-pub fn decode_multichain_signature(
-    sig: &[u8],
-    user_op: bool,
-) -> Result<MultiChainSignature, DecodeError> {
+pub fn decode_multichain_signature(sig: &[u8], user_op: bool) -> Result<MultiChainSignature, DecodeError> {
     if sig.len() == 65 {
         return Ok(MultiChainSignature::Plain {
             signature: Bytes::copy_from_slice(sig),
@@ -129,9 +125,7 @@ pub fn approver(
             None => return Ok(None),
         },
         MultiChainSignature::Merkle {
-            signature,
-            merkle_root,
-            ..
+            signature, merkle_root, ..
         } => (*merkle_root, signature, HashScheme::Eip191),
         MultiChainSignature::Dummy { .. } => return Ok(None),
     };

@@ -153,10 +153,7 @@ pub fn decode_signer(contract: Address, data: &[u8]) -> Result<Signer, DecodeErr
             signer.kind = SignerKind::Ecdsa;
             signer.address = Some(Address::from_slice(key));
         }
-        WEBAUTHN_SIGNER_V0_0_1
-        | WEBAUTHN_SIGNER_V0_0_2
-        | WEBAUTHN_SIGNER_V0_0_3
-        | WEBAUTHN_SIGNER_V0_0_4 => {
+        WEBAUTHN_SIGNER_V0_0_1 | WEBAUTHN_SIGNER_V0_0_2 | WEBAUTHN_SIGNER_V0_0_3 | WEBAUTHN_SIGNER_V0_0_4 => {
             let abi = Abi::new(data, "webauthn signer data");
             signer.kind = SignerKind::WebAuthn;
             signer.webauthn = Some(WebAuthnKey {

@@ -236,10 +236,7 @@ impl ParamCondition {
 
     /// The enum value on chain.
     pub fn id(self) -> u8 {
-        Self::ALL
-            .iter()
-            .position(|c| *c == self)
-            .unwrap_or_default() as u8
+        Self::ALL.iter().position(|c| *c == self).unwrap_or_default() as u8
     }
 }
 
@@ -350,11 +347,7 @@ pub fn decode_call_policy(version: &str, data: &[u8]) -> Result<PolicyParams, De
     Ok(PolicyParams::Call { permissions })
 }
 
-fn rule_head(
-    abi: &Abi<'_>,
-    at: usize,
-    conditions: u64,
-) -> Result<(ParamCondition, u64), DecodeError> {
+fn rule_head(abi: &Abi<'_>, at: usize, conditions: u64) -> Result<(ParamCondition, u64), DecodeError> {
     let id = abi.small_uint(at, 8, "ParamCondition")?;
     let condition = ParamCondition::ALL
         .get(id as usize)

@@ -34,10 +34,7 @@ pub(crate) fn decimal<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S
 }
 
 /// An optional number as a decimal string or `null`.
-pub(crate) fn opt_decimal<T: Display, S: Serializer>(
-    v: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+pub(crate) fn opt_decimal<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),

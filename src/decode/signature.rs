@@ -148,37 +148,24 @@ fn split(sig: &[u8], replayable: bool) -> Result<PermissionSignature, DecodeErro
 
 /// Walks a UserOperation's permission signature for `policy_count` policies exactly as Kernel
 /// does, after stripping the replayable prefix.
-pub fn assign_policy_signatures(
-    sig: &[u8],
-    policy_count: usize,
-) -> Result<PolicyAssignment, DecodeError> {
+pub fn assign_policy_signatures(sig: &[u8], policy_count: usize) -> Result<PolicyAssignment, DecodeError> {
     let (replayable, sig) = strip_replayable(sig);
     walk(sig, policy_count, replayable)
 }
 
 /// [`assign_policy_signatures`] on a signature whose prefix is already gone.
-pub fn assign_inner_policy_signatures(
-    sig: &[u8],
-    policy_count: usize,
-) -> Result<PolicyAssignment, DecodeError> {
+pub fn assign_inner_policy_signatures(sig: &[u8], policy_count: usize) -> Result<PolicyAssignment, DecodeError> {
     walk(sig, policy_count, false)
 }
 
-fn walk(
-    sig: &[u8],
-    policy_count: usize,
-    replayable: bool,
-) -> Result<PolicyAssignment, DecodeError> {
+fn walk(sig: &[u8], policy_count: usize, replayable: bool) -> Result<PolicyAssignment, DecodeError> {
     let mut policies = Vec::with_capacity(policy_count.min(254));
     let mut pos = 0;
     // Ends by i = 256 at the latest: an index byte is at most 255.
     for i in 0..policy_count {
         // Kernel reads `userOpSig[0]` for every policy: an empty rest reverts.
         let Some(&index) = sig.get(pos) else {
-            return Err(DecodeError::MissingSignerMarker {
-                at: pos,
-                found: None,
-            });
+            return Err(DecodeError::MissingSignerMarker { at: pos, found: None });
         };
         match usize::from(index).cmp(&i) {
             std::cmp::Ordering::Equal => {

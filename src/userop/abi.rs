@@ -75,14 +75,8 @@ mod tests {
     #[test]
     fn handle_ops_selectors() {
         // handleOps((address,uint256,bytes,bytes,uint256,uint256,uint256,uint256,uint256,bytes,bytes)[],address)
-        assert_eq!(
-            IEntryPointV06::handleOpsCall::SELECTOR,
-            [0x1f, 0xad, 0x94, 0x8c]
-        );
+        assert_eq!(IEntryPointV06::handleOpsCall::SELECTOR, [0x1f, 0xad, 0x94, 0x8c]);
         // handleOps((address,uint256,bytes,bytes,bytes32,uint256,bytes32,bytes,bytes)[],address)
-        assert_eq!(
-            IEntryPointV07::handleOpsCall::SELECTOR,
-            [0x76, 0x5e, 0x82, 0x7f]
-        );
+        assert_eq!(IEntryPointV07::handleOpsCall::SELECTOR, [0x76, 0x5e, 0x82, 0x7f]);
     }
 }

@@ -11,9 +11,7 @@ use core::str::FromStr;
 use alloy_primitives::{address, Address};
 
 /// An ERC-4337 EntryPoint release.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum EntryPointVersion {
     /// EntryPoint v0.6: unpacked `UserOperation` struct, `initCode`/`paymasterAndData` on the wire.
     #[serde(rename = "0.6")]
@@ -81,10 +79,7 @@ impl FromStr for EntryPointVersion {
     type Err = UnknownVersion;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownVersion)
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(UnknownVersion)
     }
 }
 
@@ -97,10 +92,7 @@ mod tests {
         for v in EntryPointVersion::ALL {
             assert_eq!(EntryPointVersion::from_address(v.address()), Some(v));
             assert_eq!(v.as_str().parse::<EntryPointVersion>(), Ok(v));
-            assert_eq!(
-                serde_json::to_string(&v).ok(),
-                Some(format!("\"{}\"", v.as_str()))
-            );
+            assert_eq!(serde_json::to_string(&v).ok(), Some(format!("\"{}\"", v.as_str())));
         }
         assert_eq!(EntryPointVersion::from_address(Address::ZERO), None);
         assert_eq!("v0.7".parse::<EntryPointVersion>(), Err(UnknownVersion));

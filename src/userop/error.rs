@@ -86,9 +86,9 @@ impl UserOpError {
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::DuplicateField { field } => Some(field),
-            Self::MissingField { field }
-            | Self::InvalidField { field, .. }
-            | Self::UnexpectedField { field, .. } => Some(field),
+            Self::MissingField { field } | Self::InvalidField { field, .. } | Self::UnexpectedField { field, .. } => {
+                Some(field)
+            }
             Self::Eip7702DelegateUnknown => Some("eip7702Auth"),
             Self::InvalidJson { .. } | Self::NotAnObject | Self::UnsupportedEntryPoint(_) => None,
         }

@@ -30,12 +30,10 @@ use super::operation::{UserOperation, UserOperationV06, UserOperationV07, EIP770
 use super::UserOpError;
 
 /// `keccak256("PackedUserOperation(address sender,uint256 nonce,bytes initCode,bytes callData,bytes32 accountGasLimits,uint256 preVerificationGas,bytes32 gasFees,bytes paymasterAndData)")`.
-pub const PACKED_USEROP_TYPEHASH: B256 =
-    b256!("0x29a0bca4af4be3421398da00295e58e6d7de38cb492214754cb6a47507dd6f8e");
+pub const PACKED_USEROP_TYPEHASH: B256 = b256!("0x29a0bca4af4be3421398da00295e58e6d7de38cb492214754cb6a47507dd6f8e");
 
 /// `keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")`.
-pub const EIP712_DOMAIN_TYPEHASH: B256 =
-    b256!("0x8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f");
+pub const EIP712_DOMAIN_TYPEHASH: B256 = b256!("0x8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f");
 
 /// EIP-712 domain name of EntryPoint v0.8.
 pub const EIP712_DOMAIN_NAME: &str = "ERC4337";
@@ -84,10 +82,7 @@ impl UserOperationV06 {
 impl UserOperationV07 {
     /// `abi.encode` of the packed fields with the given `initCode` hash (what v0.7 hashes inside,
     /// and v0.8 after its type hash).
-    fn packed_fields_hash_input(
-        &self,
-        init_code_hash: B256,
-    ) -> (Address, U256, B256, B256, B256, U256, B256, B256) {
+    fn packed_fields_hash_input(&self, init_code_hash: B256) -> (Address, U256, B256, B256, B256, U256, B256, B256) {
         (
             self.sender,
             self.nonce,
@@ -101,9 +96,7 @@ impl UserOperationV07 {
     }
 
     fn v07_formula(&self, entry_point: Address, chain_id: U256) -> B256 {
-        let inner = self
-            .packed_fields_hash_input(keccak256(self.init_code()))
-            .abi_encode();
+        let inner = self.packed_fields_hash_input(keccak256(self.init_code())).abi_encode();
         wrap(keccak256(inner), entry_point, chain_id)
     }
 
@@ -129,11 +122,7 @@ impl UserOperationV07 {
     /// when the delegate is known from chain state.
     pub fn hash_v08(&self, entry_point: Address, chain_id: u64) -> Result<B256, UserOpError> {
         if !self.is_eip7702() {
-            return Ok(self.hash_v08_with_init_code_hash(
-                entry_point,
-                chain_id,
-                keccak256(self.init_code()),
-            ));
+            return Ok(self.hash_v08_with_init_code_hash(entry_point, chain_id, keccak256(self.init_code())));
         }
         let delegate = self
             .eip7702_auth
@@ -145,43 +134,18 @@ impl UserOperationV07 {
 
     /// The EntryPoint v0.8 userOpHash with the sender's EIP-7702 delegate given by the caller
     /// (e.g. read from chain state). `delegate` is used only when `factory` is the 7702 marker.
-    pub fn hash_v08_with_delegate(
-        &self,
-        entry_point: Address,
-        chain_id: u64,
-        delegate: Address,
-    ) -> B256 {
+    pub fn hash_v08_with_delegate(&self, entry_point: Address, chain_id: u64, delegate: Address) -> B256 {
         let init_code_hash = match &self.factory {
-            Some(f) if f.address == EIP7702_FACTORY_MARKER => {
-                keccak256([delegate.as_slice(), &f.data].concat())
-            }
+            Some(f) if f.address == EIP7702_FACTORY_MARKER => keccak256([delegate.as_slice(), &f.data].concat()),
             _ => keccak256(self.init_code()),
         };
         self.hash_v08_with_init_code_hash(entry_point, chain_id, init_code_hash)
     }
 
-    fn hash_v08_with_init_code_hash(
-        &self,
-        entry_point: Address,
-        chain_id: u64,
-        init_code_hash: B256,
-    ) -> B256 {
-        let (sender, nonce, init, call, agl, pvg, fees, pmd) =
-            self.packed_fields_hash_input(init_code_hash);
-        let struct_hash = keccak256(
-            (
-                PACKED_USEROP_TYPEHASH,
-                sender,
-                nonce,
-                init,
-                call,
-                agl,
-                pvg,
-                fees,
-                pmd,
-            )
-                .abi_encode(),
-        );
+    fn hash_v08_with_init_code_hash(&self, entry_point: Address, chain_id: u64, init_code_hash: B256) -> B256 {
+        let (sender, nonce, init, call, agl, pvg, fees, pmd) = self.packed_fields_hash_input(init_code_hash);
+        let struct_hash =
+            keccak256((PACKED_USEROP_TYPEHASH, sender, nonce, init, call, agl, pvg, fees, pmd).abi_encode());
         let domain = eip712_domain_separator(entry_point, chain_id);
         keccak256([&[0x19, 0x01][..], domain.as_slice(), struct_hash.as_slice()].concat())
     }
@@ -202,8 +166,7 @@ impl UserOperation {
     /// The Kernel ≥ v3.2 replayable hash (v0.7 formula, chain id 0) for v0.7/v0.8 ops; `None`
     /// for v0.6, which has no packed form (and no Kernel v3).
     pub fn replayable_hash(&self, entry_point: Address) -> Option<B256> {
-        self.as_packed_form()
-            .map(|op| op.replayable_hash(entry_point))
+        self.as_packed_form().map(|op| op.replayable_hash(entry_point))
     }
 }
 
@@ -223,9 +186,7 @@ mod tests {
         );
         assert_eq!(
             EIP712_DOMAIN_TYPEHASH,
-            keccak256(
-                "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-            )
+            keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
         );
     }
 }

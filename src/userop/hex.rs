@@ -61,8 +61,7 @@ pub(crate) fn parse_address(s: &str) -> Result<Address, FieldError> {
         });
     }
     let mut out = [0u8; 20];
-    alloy_primitives::hex::decode_to_slice(digits, &mut out)
-        .map_err(|_| FieldError::InvalidHexDigit)?;
+    alloy_primitives::hex::decode_to_slice(digits, &mut out).map_err(|_| FieldError::InvalidHexDigit)?;
     Ok(Address::from(out))
 }
 
@@ -76,14 +75,8 @@ mod tests {
         assert_eq!(parse_quantity("0x00"), Ok(U256::ZERO));
         assert_eq!(parse_quantity("0x0186A0"), Ok(U256::from(100_000)));
         assert_eq!(parse_quantity("0xaBc"), Ok(U256::from(0xabc)));
-        assert_eq!(
-            parse_quantity(&format!("0x{}", "f".repeat(64))),
-            Ok(U256::MAX)
-        );
-        assert_eq!(
-            parse_quantity(&format!("0x000{}", "f".repeat(64))),
-            Ok(U256::MAX)
-        );
+        assert_eq!(parse_quantity(&format!("0x{}", "f".repeat(64))), Ok(U256::MAX));
+        assert_eq!(parse_quantity(&format!("0x000{}", "f".repeat(64))), Ok(U256::MAX));
         assert_eq!(
             parse_quantity(&format!("0x1{}", "0".repeat(64))),
             Err(FieldError::Overflow { bits: 256 })

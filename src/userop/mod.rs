@@ -49,8 +49,7 @@ use serde_json::value::RawValue;
 pub use entry_point::{EntryPointVersion, UnknownVersion};
 pub use error::{FieldError, UserOpError};
 pub use hash::{
-    eip712_domain_separator, EIP712_DOMAIN_NAME, EIP712_DOMAIN_TYPEHASH, EIP712_DOMAIN_VERSION,
-    PACKED_USEROP_TYPEHASH,
+    eip712_domain_separator, EIP712_DOMAIN_NAME, EIP712_DOMAIN_TYPEHASH, EIP712_DOMAIN_VERSION, PACKED_USEROP_TYPEHASH,
 };
 pub use operation::{
     Factory, Paymaster, UserOperation, UserOperationV06, UserOperationV07, EIP7702_FACTORY_MARKER,
@@ -59,33 +58,23 @@ pub use operation::{
 pub use wire::{Eip7702Auth, ExtraFields, RpcUserOperationV06, RpcUserOperationV07};
 
 /// Decodes `eth_sendUserOperation` `params[0]` for an EntryPoint of `version`.
-pub fn parse_user_operation(
-    raw: &RawValue,
-    version: EntryPointVersion,
-) -> Result<UserOperation, UserOpError> {
+pub fn parse_user_operation(raw: &RawValue, version: EntryPointVersion) -> Result<UserOperation, UserOpError> {
     match version {
         EntryPointVersion::V06 => {
             UserOperationV06::try_from(RpcUserOperationV06::from_json(raw)?).map(UserOperation::V06)
         }
         EntryPointVersion::V07 => {
-            UserOperationV07::try_from(RpcUserOperationV07::from_json(raw, version)?)
-                .map(UserOperation::V07)
+            UserOperationV07::try_from(RpcUserOperationV07::from_json(raw, version)?).map(UserOperation::V07)
         }
         EntryPointVersion::V08 => {
-            UserOperationV07::try_from(RpcUserOperationV07::from_json(raw, version)?)
-                .map(UserOperation::V08)
+            UserOperationV07::try_from(RpcUserOperationV07::from_json(raw, version)?).map(UserOperation::V08)
         }
     }
 }
 
 /// Decodes `params[0]` given as JSON text (syntax errors are [`UserOpError::InvalidJson`]).
-pub fn parse_user_operation_str(
-    json: &str,
-    version: EntryPointVersion,
-) -> Result<UserOperation, UserOpError> {
-    let raw: &RawValue = serde_json::from_str(json).map_err(|e| UserOpError::InvalidJson {
-        reason: e.to_string(),
-    })?;
+pub fn parse_user_operation_str(json: &str, version: EntryPointVersion) -> Result<UserOperation, UserOpError> {
+    let raw: &RawValue = serde_json::from_str(json).map_err(|e| UserOpError::InvalidJson { reason: e.to_string() })?;
     parse_user_operation(raw, version)
 }
 
@@ -96,25 +85,19 @@ pub fn parse_user_operation_value(
     value: &serde_json::Value,
     version: EntryPointVersion,
 ) -> Result<UserOperation, UserOpError> {
-    let raw = serde_json::value::to_raw_value(value).map_err(|e| UserOpError::InvalidJson {
-        reason: e.to_string(),
-    })?;
+    let raw = serde_json::value::to_raw_value(value).map_err(|e| UserOpError::InvalidJson { reason: e.to_string() })?;
     parse_user_operation(&raw, version)
 }
 
 /// The version of the canonical EntryPoint at `entry_point`, or
 /// [`UserOpError::UnsupportedEntryPoint`].
 pub fn entry_point_version(entry_point: Address) -> Result<EntryPointVersion, UserOpError> {
-    EntryPointVersion::from_address(entry_point)
-        .ok_or(UserOpError::UnsupportedEntryPoint(entry_point))
+    EntryPointVersion::from_address(entry_point).ok_or(UserOpError::UnsupportedEntryPoint(entry_point))
 }
 
 /// Decodes `params[0]` for the EntryPoint at `entry_point` (`params[1]`), detecting the version from
 /// the address.
-pub fn parse_user_operation_for(
-    raw: &RawValue,
-    entry_point: Address,
-) -> Result<UserOperation, UserOpError> {
+pub fn parse_user_operation_for(raw: &RawValue, entry_point: Address) -> Result<UserOperation, UserOpError> {
     parse_user_operation(raw, entry_point_version(entry_point)?)
 }
 

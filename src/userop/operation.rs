@@ -118,8 +118,7 @@ pub enum UserOperation {
 }
 
 fn check_u128(field: &'static str, value: U256) -> Result<u128, UserOpError> {
-    u128::try_from(value)
-        .map_err(|_| UserOpError::invalid(field, FieldError::Overflow { bits: 128 }))
+    u128::try_from(value).map_err(|_| UserOpError::invalid(field, FieldError::Overflow { bits: 128 }))
 }
 
 /// Empty, or at least an address long.
@@ -219,8 +218,7 @@ impl TryFrom<RpcUserOperationV07> for UserOperationV07 {
         let call_gas_limit = check_u128("callGasLimit", op.call_gas_limit)?;
         let verification_gas_limit = check_u128("verificationGasLimit", op.verification_gas_limit)?;
         let max_fee_per_gas = check_u128("maxFeePerGas", op.max_fee_per_gas)?;
-        let max_priority_fee_per_gas =
-            check_u128("maxPriorityFeePerGas", op.max_priority_fee_per_gas)?;
+        let max_priority_fee_per_gas = check_u128("maxPriorityFeePerGas", op.max_priority_fee_per_gas)?;
         let pm_verification = op
             .paymaster_verification_gas_limit
             .map(|v| check_u128("paymasterVerificationGasLimit", v))
@@ -409,12 +407,8 @@ impl UserOperationV07 {
         } else {
             Some(Paymaster {
                 address: Address::from_slice(&pmd[..PAYMASTER_VALIDATION_GAS_OFFSET]),
-                verification_gas_limit: be_u128(
-                    &pmd[PAYMASTER_VALIDATION_GAS_OFFSET..PAYMASTER_POSTOP_GAS_OFFSET],
-                ),
-                post_op_gas_limit: be_u128(
-                    &pmd[PAYMASTER_POSTOP_GAS_OFFSET..PAYMASTER_DATA_OFFSET],
-                ),
+                verification_gas_limit: be_u128(&pmd[PAYMASTER_VALIDATION_GAS_OFFSET..PAYMASTER_POSTOP_GAS_OFFSET]),
+                post_op_gas_limit: be_u128(&pmd[PAYMASTER_POSTOP_GAS_OFFSET..PAYMASTER_DATA_OFFSET]),
                 data: pmd.slice(PAYMASTER_DATA_OFFSET..),
             })
         };
@@ -527,24 +521,18 @@ impl UserOperation {
         match self {
             Self::V06(op) if op.init_code.len() >= 20 => op.init_code.slice(20..),
             Self::V06(_) => Bytes::new(),
-            Self::V07(op) | Self::V08(op) => op
-                .factory
-                .as_ref()
-                .map(|f| f.data.clone())
-                .unwrap_or_default(),
+            Self::V07(op) | Self::V08(op) => op.factory.as_ref().map(|f| f.data.clone()).unwrap_or_default(),
         }
     }
 
     /// Whether this is an EIP-7702 op (`factory` is the 7702 marker; v0.7 and v0.8 form only).
     pub fn is_eip7702(&self) -> bool {
-        self.as_packed_form()
-            .is_some_and(UserOperationV07::is_eip7702)
+        self.as_packed_form().is_some_and(UserOperationV07::is_eip7702)
     }
 
     /// The `eip7702Auth` member of a v0.7/v0.8 op, if sent.
     pub fn eip7702_auth(&self) -> Option<&Eip7702Auth> {
-        self.as_packed_form()
-            .and_then(|op| op.eip7702_auth.as_ref())
+        self.as_packed_form().and_then(|op| op.eip7702_auth.as_ref())
     }
 
     /// `callGasLimit`.
@@ -615,11 +603,7 @@ impl UserOperation {
         match self {
             Self::V06(op) if op.paymaster_and_data.len() >= 20 => op.paymaster_and_data.slice(20..),
             Self::V06(_) => Bytes::new(),
-            Self::V07(op) | Self::V08(op) => op
-                .paymaster
-                .as_ref()
-                .map(|p| p.data.clone())
-                .unwrap_or_default(),
+            Self::V07(op) | Self::V08(op) => op.paymaster.as_ref().map(|p| p.data.clone()).unwrap_or_default(),
         }
     }
 

@@ -138,11 +138,7 @@ fn malformed_quantities_name_their_field() {
     ];
     for (value, reason) in cases {
         let v = with(v07_json(), "nonce", value.clone());
-        assert_eq!(
-            parse(&v, EntryPointVersion::V07),
-            invalid("nonce", reason),
-            "{value}"
-        );
+        assert_eq!(parse(&v, EntryPointVersion::V07), invalid("nonce", reason), "{value}");
         let v = with(v06_json(), "maxFeePerGas", value.clone());
         assert_eq!(
             parse(&v, EntryPointVersion::V06),
@@ -166,10 +162,7 @@ fn missing_and_null_fields_are_named() {
         "signature",
     ];
     for field in required07 {
-        for v in [
-            without(v07_json(), field),
-            with(v07_json(), field, Value::Null),
-        ] {
+        for v in [without(v07_json(), field), with(v07_json(), field, Value::Null)] {
             assert_eq!(
                 parse(&v, EntryPointVersion::V07),
                 Err(UserOpError::MissingField { field })
@@ -253,9 +246,7 @@ fn every_error_reports_its_field() {
             field: "initCode",
             version: EntryPointVersion::V07,
         },
-        UserOpError::DuplicateField {
-            field: "sender".into(),
-        },
+        UserOpError::DuplicateField { field: "sender".into() },
     ];
     for e in errors {
         let field = e.field().expect("names a field").to_owned();
@@ -307,11 +298,7 @@ fn v06_init_code_and_paymaster_must_hold_an_address() {
         invalid("initCode", FieldError::TooShort { min: 20, actual: 2 })
     );
     let pm = "0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789abcd";
-    let op = parse(
-        &with(v06_json(), "paymasterAndData", json!(pm)),
-        EntryPointVersion::V06,
-    )
-    .expect("valid");
+    let op = parse(&with(v06_json(), "paymasterAndData", json!(pm)), EntryPointVersion::V06).expect("valid");
     assert_eq!(op.paymaster(), Some(EntryPointVersion::V06_ADDRESS));
     assert_eq!(op.paymaster_data(), Bytes::from(vec![0xab, 0xcd]));
 }
@@ -348,10 +335,7 @@ fn mixed_case_hex_is_accepted() {
     assert_eq!(parse(&lower, EntryPointVersion::V07), Ok(op));
 
     let v06 = parse(&v06_json(), EntryPointVersion::V06).expect("v0.6");
-    assert_eq!(
-        parse(&upper_hex(&v06_json()), EntryPointVersion::V06),
-        Ok(v06)
-    );
+    assert_eq!(parse(&upper_hex(&v06_json()), EntryPointVersion::V06), Ok(v06));
 }
 
 #[test]
@@ -379,14 +363,8 @@ fn unknown_fields_are_kept_verbatim() {
     let op = parse_user_operation_str(text, EntryPointVersion::V08).expect("valid");
     let extra = op.extra_fields();
     assert_eq!(extra.len(), 2);
-    assert_eq!(
-        extra.get("paymasterSignature").map(|r| r.get()),
-        Some(r#""0xabcd""#)
-    );
-    assert_eq!(
-        extra.get("vendor").map(|r| r.get()),
-        Some(r#"{"a": [1, 2.50]}"#)
-    );
+    assert_eq!(extra.get("paymasterSignature").map(|r| r.get()), Some(r#""0xabcd""#));
+    assert_eq!(extra.get("vendor").map(|r| r.get()), Some(r#"{"a": [1, 2.50]}"#));
     let auth = op.eip7702_auth().expect("eip7702Auth kept");
     assert_eq!(auth.address(), EntryPointVersion::V08_ADDRESS);
     assert!(auth.raw().get().contains(r#""yParity":"0x""#));
@@ -507,10 +485,7 @@ fn packing_layout_is_exact() {
     );
     let mut pm_post = [0u8; 16];
     pm_post[13..].copy_from_slice(&[0x8f, 0x9f, 0xaf]);
-    assert_eq!(
-        &pmd[PAYMASTER_POSTOP_GAS_OFFSET..PAYMASTER_DATA_OFFSET],
-        &pm_post
-    );
+    assert_eq!(&pmd[PAYMASTER_POSTOP_GAS_OFFSET..PAYMASTER_DATA_OFFSET], &pm_post);
     assert_eq!(&pmd[PAYMASTER_DATA_OFFSET..], &[0xbe, 0xef]);
 
     let mut init = vec![0x11; 20];
@@ -530,10 +505,7 @@ fn unpacking_refuses_truncated_fields() {
         UserOperationV07::from_packed(&p),
         Err(UserOpError::invalid(
             "paymasterAndData",
-            FieldError::TooShort {
-                min: 52,
-                actual: 51
-            }
+            FieldError::TooShort { min: 52, actual: 51 }
         ))
     );
     let mut p = layout_op().to_packed();
@@ -542,10 +514,7 @@ fn unpacking_refuses_truncated_fields() {
         UserOperationV07::from_packed(&p),
         Err(UserOpError::invalid(
             "initCode",
-            FieldError::TooShort {
-                min: 20,
-                actual: 19
-            }
+            FieldError::TooShort { min: 20, actual: 19 }
         ))
     );
 }
@@ -612,10 +581,7 @@ fn reference_v08_hash(op: &UserOperationV07, init_code: Bytes, chain_id: u64) ->
 fn v08_hash_matches_generic_eip712() {
     let op = layout_op();
     let ep = EntryPointVersion::V08_ADDRESS;
-    assert_eq!(
-        op.hash_v08(ep, 10),
-        Ok(reference_v08_hash(&op, op.init_code(), 10))
-    );
+    assert_eq!(op.hash_v08(ep, 10), Ok(reference_v08_hash(&op, op.init_code(), 10)));
 }
 
 #[test]
@@ -624,10 +590,7 @@ fn eip7702_op_hashes_the_delegate() {
     let base = with(v07_json(), "factory", json!("0x7702"));
     let op = packed(&base, EntryPointVersion::V08);
     assert!(op.is_eip7702());
-    assert_eq!(
-        op.factory.as_ref().map(|f| f.address),
-        Some(EIP7702_FACTORY_MARKER)
-    );
+    assert_eq!(op.factory.as_ref().map(|f| f.address), Some(EIP7702_FACTORY_MARKER));
     let ep = EntryPointVersion::V08_ADDRESS;
 
     // Without eip7702Auth the delegate is unknown.
@@ -646,11 +609,7 @@ fn eip7702_op_hashes_the_delegate() {
                    "r": "0x01", "s": "0x02", "yParity": "0x0"}),
         );
         let op = packed(&v, EntryPointVersion::V08);
-        let data = op
-            .factory
-            .as_ref()
-            .map(|f| f.data.clone())
-            .unwrap_or_default();
+        let data = op.factory.as_ref().map(|f| f.data.clone()).unwrap_or_default();
         let expected = reference_v08_hash(&op, [delegate.as_slice(), &data].concat().into(), 1);
         assert_eq!(op.hash_v08(ep, 1), Ok(expected));
         assert_eq!(op.hash_v08_with_delegate(ep, 1, delegate), expected);
@@ -699,9 +658,7 @@ fn v07_hash_matches_the_formula_spelled_out() {
     inner.extend_from_slice(keccak256(op.paymaster_and_data()).as_slice());
     let mut outer = Vec::new();
     outer.extend_from_slice(keccak256(&inner).as_slice());
-    outer.extend_from_slice(
-        B256::left_padding_from(EntryPointVersion::V07_ADDRESS.as_slice()).as_slice(),
-    );
+    outer.extend_from_slice(B256::left_padding_from(EntryPointVersion::V07_ADDRESS.as_slice()).as_slice());
     outer.extend_from_slice(&U256::from(31337).to_be_bytes::<32>());
     assert_eq!(h, keccak256(&outer));
     assert_ne!(
@@ -719,11 +676,7 @@ fn gas_cost_helpers() {
 
     let pm = "0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789";
     let v06 = parse(&v06_json(), EntryPointVersion::V06).expect("v0.6");
-    let sponsored = parse(
-        &with(v06_json(), "paymasterAndData", json!(pm)),
-        EntryPointVersion::V06,
-    )
-    .expect("v0.6");
+    let sponsored = parse(&with(v06_json(), "paymasterAndData", json!(pm)), EntryPointVersion::V06).expect("v0.6");
     let base: u64 = 0xcfea + 0x4644d + 0x186b2;
     assert_eq!(v06.max_gas_cost(), U256::from(base * 0x3b9b864c_u64));
     assert_eq!(sponsored.max_gas_cost(), v06.max_gas_cost());
@@ -733,11 +686,7 @@ fn gas_cost_helpers() {
         U256::from((base + 2 * 0x4644d) * 0x3b9b864c_u64)
     );
 
-    let huge = with(
-        v06_json(),
-        "preVerificationGas",
-        json!(format!("0x{}", "f".repeat(64))),
-    );
+    let huge = with(v06_json(), "preVerificationGas", json!(format!("0x{}", "f".repeat(64))));
     let op = parse(&huge, EntryPointVersion::V06).expect("v0.6");
     assert_eq!(op.max_gas_cost(), U256::MAX);
 }

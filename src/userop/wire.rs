@@ -95,22 +95,16 @@ impl Eip7702Auth {
             UserOpError::NotAnObject | UserOpError::InvalidJson { .. } => {
                 UserOpError::invalid("eip7702Auth", FieldError::NotAnObject)
             }
-            UserOpError::DuplicateField { field } => {
-                UserOpError::duplicate(&format!("eip7702Auth.{field}"))
-            }
+            UserOpError::DuplicateField { field } => UserOpError::duplicate(&format!("eip7702Auth.{field}")),
             other => other,
         })?;
-        let address = members
-            .required("address", parse_address)
-            .map_err(|e| match e {
-                UserOpError::MissingField { .. } => UserOpError::MissingField {
-                    field: "eip7702Auth.address",
-                },
-                UserOpError::InvalidField { reason, .. } => {
-                    UserOpError::invalid("eip7702Auth.address", reason)
-                }
-                other => other,
-            })?;
+        let address = members.required("address", parse_address).map_err(|e| match e {
+            UserOpError::MissingField { .. } => UserOpError::MissingField {
+                field: "eip7702Auth.address",
+            },
+            UserOpError::InvalidField { reason, .. } => UserOpError::invalid("eip7702Auth.address", reason),
+            other => other,
+        })?;
         Ok(Self { address, raw })
     }
 
@@ -270,15 +264,11 @@ impl RpcUserOperationV07 {
             max_fee_per_gas: m.required("maxFeePerGas", parse_quantity)?,
             max_priority_fee_per_gas: m.required("maxPriorityFeePerGas", parse_quantity)?,
             paymaster: m.optional("paymaster", parse_address)?,
-            paymaster_verification_gas_limit: m
-                .optional("paymasterVerificationGasLimit", parse_quantity)?,
+            paymaster_verification_gas_limit: m.optional("paymasterVerificationGasLimit", parse_quantity)?,
             paymaster_post_op_gas_limit: m.optional("paymasterPostOpGasLimit", parse_quantity)?,
             paymaster_data: m.optional("paymasterData", parse_bytes)?,
             signature: m.required("signature", parse_bytes)?,
-            eip7702_auth: m
-                .take("eip7702Auth")
-                .map(Eip7702Auth::from_json)
-                .transpose()?,
+            eip7702_auth: m.take("eip7702Auth").map(Eip7702Auth::from_json).transpose()?,
             extra: m.into_extra(),
         })
     }
@@ -299,9 +289,7 @@ impl Members {
     fn parse(raw: &RawValue) -> Result<Self, UserOpError> {
         let list: MemberList = serde_json::from_str(raw.get()).map_err(|e| {
             if raw.get().trim_start().starts_with('{') {
-                UserOpError::InvalidJson {
-                    reason: e.to_string(),
-                }
+                UserOpError::InvalidJson { reason: e.to_string() }
             } else {
                 UserOpError::NotAnObject
             }
@@ -340,20 +328,11 @@ impl Members {
             .transpose()
     }
 
-    fn required<T>(
-        &mut self,
-        field: &'static str,
-        parse: fn(&str) -> Result<T, FieldError>,
-    ) -> Result<T, UserOpError> {
-        self.optional(field, parse)?
-            .ok_or(UserOpError::MissingField { field })
+    fn required<T>(&mut self, field: &'static str, parse: fn(&str) -> Result<T, FieldError>) -> Result<T, UserOpError> {
+        self.optional(field, parse)?.ok_or(UserOpError::MissingField { field })
     }
 
-    fn reject_foreign(
-        &self,
-        fields: &[&'static str],
-        version: EntryPointVersion,
-    ) -> Result<(), UserOpError> {
+    fn reject_foreign(&self, fields: &[&'static str], version: EntryPointVersion) -> Result<(), UserOpError> {
         for &field in fields {
             if self.0.get(field).is_some_and(|v| !is_empty_value(v)) {
                 return Err(UserOpError::UnexpectedField { field, version });
@@ -374,10 +353,8 @@ fn is_null(raw: &RawValue) -> bool {
 /// `null`, or a hex string with no non-zero digit (`0x`, `0x0`, `0x000…`).
 fn is_empty_value(raw: &RawValue) -> bool {
     is_null(raw)
-        || serde_json::from_str::<String>(raw.get()).is_ok_and(|s| {
-            s.strip_prefix("0x")
-                .is_some_and(|d| d.bytes().all(|b| b == b'0'))
-        })
+        || serde_json::from_str::<String>(raw.get())
+            .is_ok_and(|s| s.strip_prefix("0x").is_some_and(|d| d.bytes().all(|b| b == b'0')))
 }
 
 /// Object members in the order sent, duplicates included.

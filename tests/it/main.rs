@@ -6,5 +6,6 @@ mod support;
 mod binary;
 mod config_file;
 mod dashboards;
+mod decode_cli;
 mod devnet;
 mod proxy;
