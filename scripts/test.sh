@@ -13,3 +13,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit, integration, devnet end-to-end)"
 cargo test --locked
+
+step "fuzz every decoder (bounded: FUZZ_SECONDS per target)"
+scripts/fuzz.sh
