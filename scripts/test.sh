@@ -12,7 +12,15 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit, integration, devnet end-to-end)"
-cargo test --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked 2>&1 | tee "$log"
+read -r passed failed < <(awk '/^test result:/ {
+  for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+} END { print p + 0, f + 0 }' "$log")
 
 step "fuzz every decoder (bounded: FUZZ_SECONDS per target)"
 scripts/fuzz.sh
+
+echo
+echo "tests: ${passed} passed, ${failed} failed"
