@@ -207,8 +207,10 @@ async fn answer(
     Ok(response.expect("static response parts are valid"))
 }
 
-/// Serves on `listener` until `stop` fires; then aborts its connection tasks.
-async fn serve_upstream(listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+/// Serves on `listener` until `stop` fires; then aborts its connection tasks. Counts the
+/// connections it accepts in `accepted`: a direct run opens one per client, and an opgate run shows
+/// how many its relay opened.
+async fn serve_upstream(listener: TcpListener, accepted: Arc<AtomicU64>, mut stop: oneshot::Receiver<()>) {
     let canned = Arc::new(Canned::new());
     let mut connections = JoinSet::new();
     loop {
@@ -219,6 +221,7 @@ async fn serve_upstream(listener: TcpListener, mut stop: oneshot::Receiver<()>) 
                 Err(_) => break,
             },
         };
+        accepted.fetch_add(1, Ordering::Relaxed);
         // Reap finished connections so the set stays small.
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
@@ -262,6 +265,11 @@ struct Figures {
     max: u64,
     requests: u64,
     per_sec: f64,
+    /// Connections the upstream accepted during the run.
+    upstream_connections: u64,
+    /// CPU time of the whole process (client, upstream and, for opgate runs, opgate) per
+    /// measured request, in nanoseconds; 0 where `/proc/self/stat` cannot be read.
+    cpu_per_request: u64,
 }
 
 impl Figures {
@@ -275,6 +283,8 @@ impl Figures {
             max: hist.max(),
             requests: hist.len(),
             per_sec: if secs > 0.0 { hist.len() as f64 / secs } else { 0.0 },
+            upstream_connections: 0,
+            cpu_per_request: 0,
         }
     }
 }
@@ -465,6 +475,8 @@ impl Series {
             max: m(|f| f.max),
             requests: m(|f| f.requests),
             per_sec: median_f64(runs.iter().map(|f| f.per_sec).collect()),
+            upstream_connections: m(|f| f.upstream_connections),
+            cpu_per_request: m(|f| f.cpu_per_request),
         }
     }
 
@@ -496,6 +508,20 @@ fn verdict(overhead_ns: i64, target_ns: i64) -> &'static str {
     }
 }
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux), in
+/// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
+fn process_cpu() -> Option<u64> {
+    /// USER_HZ, which is 100 on every Linux architecture that matters here.
+    const TICK_NS: u64 = 10_000_000;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * TICK_NS)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -517,13 +543,16 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
         args.warmup, args.reps
     );
     println!();
-    println!("| clients | target | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | requests/s |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| clients | target | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | requests/s | \
+         CPU/request (µs) | new upstream connections |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in series {
         for (target, runs) in [(Target::Direct, &s.direct), (Target::Opgate, &s.opgate)] {
             let m = Series::median(runs);
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
                 s.label,
                 target.name(),
                 us(m.p50),
@@ -531,16 +560,19 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
                 us(m.p99),
                 us(m.p999),
                 us(m.max),
-                m.per_sec
+                m.per_sec,
+                us(m.cpu_per_request),
+                m.upstream_connections
             );
         }
         println!(
-            "| {} | **overhead** | **{}** | {} | **{}** | {} | | |",
+            "| {} | **overhead** | **{}** | {} | **{}** | {} | | | {} | |",
             s.label,
             signed_us(s.overhead(|f| f.p50)),
             signed_us(s.overhead(|f| f.p90)),
             signed_us(s.overhead(|f| f.p99)),
             signed_us(s.overhead(|f| f.p999)),
+            signed_us(s.overhead(|f| f.cpu_per_request)),
         );
     }
     println!();
@@ -567,6 +599,8 @@ fn figures_json(f: &Figures) -> serde_json::Value {
         "max_seconds": f.max as f64 / 1e9,
         "requests": f.requests,
         "requests_per_second": f.per_sec,
+        "upstream_connections_opened": f.upstream_connections,
+        "process_cpu_seconds_per_request": f.cpu_per_request as f64 / 1e9,
     })
 }
 
@@ -613,7 +647,8 @@ async fn run(args: Args) -> Result<(), String> {
     let upstream_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let upstream_addr = upstream_listener.local_addr().map_err(|e| e.to_string())?;
     let (stop_upstream, upstream_stopped) = oneshot::channel();
-    let upstream = tokio::spawn(serve_upstream(upstream_listener, upstream_stopped));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let upstream = tokio::spawn(serve_upstream(upstream_listener, accepted.clone(), upstream_stopped));
 
     let overrides = Overrides {
         upstreams: vec![format!("http://{upstream_addr}/")],
@@ -664,17 +699,29 @@ async fn run(args: Args) -> Result<(), String> {
                     Target::Direct => upstream_addr,
                     Target::Opgate => opgate_addr,
                 };
+                let accepted_before = accepted.load(Ordering::Relaxed);
+                let cpu_before = process_cpu();
                 match drive(addr, s.load).await {
-                    Ok(f) => {
+                    Ok(mut f) => {
+                        f.upstream_connections = accepted.load(Ordering::Relaxed) - accepted_before;
+                        // Includes the warm-up: divide by every request the run sent.
+                        let sent = f.requests + s.load.warmup.div_ceil(s.load.clients as u64) * s.load.clients as u64;
+                        f.cpu_per_request = match (cpu_before, process_cpu()) {
+                            (Some(b), Some(a)) if sent > 0 => a.saturating_sub(b) / sent,
+                            _ => 0,
+                        };
                         eprintln!(
-                            "rep {}/{} {} {:>6}: p50 {} µs, p99 {} µs, {:.0} req/s",
+                            "rep {}/{} {} {:>6}: p50 {} µs, p99 {} µs, {:.0} req/s, {} µs CPU/request, \
+                             {} new upstream connections",
                             rep + 1,
                             args.reps,
                             s.label,
                             target.name(),
                             us(f.p50),
                             us(f.p99),
-                            f.per_sec
+                            f.per_sec,
+                            us(f.cpu_per_request),
+                            f.upstream_connections
                         );
                         match target {
                             Target::Direct => s.direct.push(f),
