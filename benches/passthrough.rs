@@ -14,7 +14,7 @@
 //! overhead is the median of the per-repetition differences (opgate − direct).
 //!
 //! Run: `cargo bench --bench passthrough -- [--concurrency N] [--requests N | --duration SECS]
-//! [--warmup N] [--reps N] [--json FILE]`, or `scripts/bench-passthrough.sh`. No tracing
+//! [--warmup N] [--reps N] [--only direct|opgate] [--json FILE]`, or `scripts/bench-passthrough.sh`. No tracing
 //! subscriber is installed, so opgate logs nothing whatever `RUST_LOG` says.
 
 use std::convert::Infallible;
@@ -57,6 +57,7 @@ usage: cargo bench --bench passthrough -- [options]
   --duration SECS   measure for SECS per target and run instead [env OPGATE_BENCH_DURATION]
   --warmup N        unmeasured requests before each run         [env OPGATE_BENCH_WARMUP, 2000]
   --reps N          repetitions (direct/opgate alternating)     [env OPGATE_BENCH_REPS, 5]
+  --only TARGET     drive only `direct` or only `opgate` (for profiling; no overhead figures)
   --json FILE       also write the results as JSON
 ";
 
@@ -70,6 +71,7 @@ struct Args {
     duration: Option<Duration>,
     warmup: u64,
     reps: usize,
+    only: Option<Target>,
     json: Option<PathBuf>,
 }
 
@@ -90,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         },
         warmup: env_or("OPGATE_BENCH_WARMUP", 2_000)?,
         reps: env_or("OPGATE_BENCH_REPS", 5)?,
+        only: None,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -104,6 +107,13 @@ fn parse_args() -> Result<Args, String> {
             "--duration" => args.duration = Some(parse_secs(&value()?)?),
             "--warmup" => args.warmup = number(value()?)?,
             "--reps" => args.reps = number(value()?)? as usize,
+            "--only" => {
+                args.only = Some(match value()?.as_str() {
+                    "direct" => Target::Direct,
+                    "opgate" => Target::Opgate,
+                    other => return Err(format!("--only takes `direct` or `opgate`, not `{other}`")),
+                })
+            }
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--help" | "-h" => {
                 print!("{USAGE}");
@@ -466,6 +476,9 @@ fn median_f64(mut v: Vec<f64>) -> f64 {
 
 impl Series {
     fn median(runs: &[Figures]) -> Figures {
+        if runs.is_empty() {
+            return Figures::default();
+        }
         let m = |f: fn(&Figures) -> u64| median_u64(runs.iter().map(f).collect());
         Figures {
             p50: m(|f| f.p50),
@@ -480,8 +493,16 @@ impl Series {
         }
     }
 
+    /// Whether both targets ran, so that an overhead can be given.
+    fn compared(&self) -> bool {
+        !self.direct.is_empty() && !self.opgate.is_empty()
+    }
+
     /// Median over repetitions of (opgate − direct) for one percentile, in nanoseconds.
     fn overhead(&self, f: fn(&Figures) -> u64) -> i64 {
+        if !self.compared() {
+            return 0;
+        }
         median_i64(
             self.direct
                 .iter()
@@ -550,6 +571,9 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in series {
         for (target, runs) in [(Target::Direct, &s.direct), (Target::Opgate, &s.opgate)] {
+            if runs.is_empty() {
+                continue;
+            }
             let m = Series::median(runs);
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
@@ -565,6 +589,9 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
                 m.upstream_connections
             );
         }
+        if !s.compared() {
+            continue;
+        }
         println!(
             "| {} | **overhead** | **{}** | {} | **{}** | {} | | | {} | |",
             s.label,
@@ -576,7 +603,7 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
         );
     }
     println!();
-    for s in series {
+    for s in series.iter().filter(|s| s.compared()) {
         let p50 = s.overhead(|f| f.p50);
         let p99 = s.overhead(|f| f.p99);
         println!(
@@ -612,15 +639,19 @@ fn report_json(args: &Args, series: &[Series], load_before: &str, load_after: &s
             let p99 = s.overhead(|f| f.p99);
             serde_json::json!({
                 "clients": s.load.clients,
-                "direct": figures_json(&Series::median(&s.direct)),
-                "opgate": figures_json(&Series::median(&s.opgate)),
-                "overhead_seconds": {
+                "direct": (!s.direct.is_empty()).then(|| figures_json(&Series::median(&s.direct))),
+                "opgate": (!s.opgate.is_empty()).then(|| figures_json(&Series::median(&s.opgate))),
+                "overhead_seconds": s.compared().then(|| serde_json::json!({
                     "p50": p50 as f64 / 1e9,
                     "p90": s.overhead(|f| f.p90) as f64 / 1e9,
                     "p99": p99 as f64 / 1e9,
                     "p999": s.overhead(|f| f.p999) as f64 / 1e9,
-                },
-                "targets_met": { "p50": p50 <= TARGET_P50_NS, "p99": p99 <= TARGET_P99_NS },
+                    "process_cpu_per_request": s.overhead(|f| f.cpu_per_request) as f64 / 1e9,
+                })),
+                "targets_met": s.compared().then(|| serde_json::json!({
+                    "p50": p50 <= TARGET_P50_NS,
+                    "p99": p99 <= TARGET_P99_NS,
+                })),
                 "repetitions": {
                     "direct": s.direct.iter().map(figures_json).collect::<Vec<_>>(),
                     "opgate": s.opgate.iter().map(figures_json).collect::<Vec<_>>(),
@@ -694,7 +725,7 @@ async fn run(args: Args) -> Result<(), String> {
             [Target::Opgate, Target::Direct]
         };
         for s in &mut series {
-            for target in order {
+            for target in order.into_iter().filter(|t| args.only.is_none_or(|only| only == *t)) {
                 let addr = match target {
                     Target::Direct => upstream_addr,
                     Target::Opgate => opgate_addr,
