@@ -46,6 +46,10 @@ const TARGET_P99_NS: i64 = 1_000_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound on requests in `--duration` mode, so that the loop is bounded by count as well.
 const DURATION_MODE_CAP: u64 = 100_000_000;
+/// Share of the machine's CPU used by other processes above which the figures are flagged.
+const BUSY_MACHINE: f64 = 0.05;
+/// One clock tick of `/proc/stat` and `/proc/self/stat` (USER_HZ = 100 on Linux), in nanoseconds.
+const TICK_NS: u64 = 10_000_000;
 /// Histogram range: 1 ns to 60 s, three significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 
@@ -532,8 +536,6 @@ fn verdict(overhead_ns: i64, target_ns: i64) -> &'static str {
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux), in
 /// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
 fn process_cpu() -> Option<u64> {
-    /// USER_HZ, which is 100 on every Linux architecture that matters here.
-    const TICK_NS: u64 = 10_000_000;
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -543,6 +545,40 @@ fn process_cpu() -> Option<u64> {
     Some((user + system) * TICK_NS)
 }
 
+/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
+/// What else the machine was doing while the bench ran.
+struct Background {
+    load_before: String,
+    load_after: String,
+    /// Share of the machine's CPU time used by other processes during the measurement.
+    others_busy: Option<f64>,
+}
+
+impl Background {
+    fn describe(&self) -> String {
+        let others = self
+            .others_busy
+            .map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0));
+        format!(
+            "other processes used {others} of the machine's CPU during the measurement; load average before: \
+             {}, after: {}",
+            self.load_before, self.load_after
+        )
+    }
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -550,7 +586,7 @@ fn load_average() -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &str, response_bytes: usize) {
+fn print_report(args: &Args, series: &[Series], background: &Background, response_bytes: usize) {
     let amount = match args.duration {
         Some(d) => format!("{:.1} s", d.as_secs_f64()),
         None => format!("{} requests", args.requests),
@@ -560,8 +596,10 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
     println!();
     println!(
         "Per run: {} warm-up requests, then {amount}; {} repetitions, direct and opgate alternating; \
-         medians over repetitions. Load average before: {load_before}; after: {load_after}.",
-        args.warmup, args.reps
+         medians over repetitions. Machine: {}.",
+        args.warmup,
+        args.reps,
+        background.describe()
     );
     println!();
     println!(
@@ -615,6 +653,13 @@ fn print_report(args: &Args, series: &[Series], load_before: &str, load_after: &
             verdict(p99, TARGET_P99_NS)
         );
     }
+    if background.others_busy.is_some_and(|f| f > BUSY_MACHINE) {
+        println!();
+        println!(
+            "**The machine was busy**: other processes competed for the CPUs, which inflates opgate's figures \
+             more than direct's. Re-run on an idle machine before quoting them."
+        );
+    }
 }
 
 fn figures_json(f: &Figures) -> serde_json::Value {
@@ -631,7 +676,7 @@ fn figures_json(f: &Figures) -> serde_json::Value {
     })
 }
 
-fn report_json(args: &Args, series: &[Series], load_before: &str, load_after: &str) -> serde_json::Value {
+fn report_json(args: &Args, series: &[Series], background: &Background) -> serde_json::Value {
     let loads: Vec<serde_json::Value> = series
         .iter()
         .map(|s| {
@@ -666,8 +711,9 @@ fn report_json(args: &Args, series: &[Series], load_before: &str, load_after: &s
         "requests_per_run": args.duration.map_or(Some(args.requests), |_| None),
         "duration_seconds_per_run": args.duration.map(|d| d.as_secs_f64()),
         "repetitions": args.reps,
-        "load_average_before": load_before,
-        "load_average_after": load_after,
+        "load_average_before": background.load_before,
+        "load_average_after": background.load_after,
+        "other_processes_cpu_share": background.others_busy,
         "loads": loads,
     })
 }
@@ -697,6 +743,8 @@ async fn run(args: Args) -> Result<(), String> {
 
     let response_bytes = Canned::new().answer(REQUEST_BODY.as_bytes()).map_or(0, |b| b.len());
     let load_before = load_average();
+    let machine_before = machine_cpu();
+    let own_before = process_cpu();
     eprintln!(
         "upstream on {upstream_addr}, opgate on {opgate_addr}; load average {load_before}; \
          {} repetitions",
@@ -767,7 +815,18 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
     }
-    let load_after = load_average();
+    let background = Background {
+        load_before,
+        load_after: load_average(),
+        others_busy: match (machine_before, machine_cpu(), own_before, process_cpu()) {
+            (Some((busy0, total0)), Some((busy1, total1)), Some(own0), Some(own1)) if total1 > total0 => {
+                let own = (own1.saturating_sub(own0) / TICK_NS) as f64;
+                let busy = busy1.saturating_sub(busy0) as f64;
+                Some(((busy - own) / (total1 - total0) as f64).clamp(0.0, 1.0))
+            }
+            _ => None,
+        },
+    };
 
     let _ = stop_opgate.send(());
     match opgate.await {
@@ -779,9 +838,9 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = upstream.await;
     outcome?;
 
-    print_report(&args, &series, &load_before, &load_after, response_bytes);
+    print_report(&args, &series, &background, response_bytes);
     if let Some(path) = &args.json {
-        let json = report_json(&args, &series, &load_before, &load_after);
+        let json = report_json(&args, &series, &background);
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
