@@ -14,8 +14,10 @@
 //! overhead is the median of the per-repetition differences (opgate − direct).
 //!
 //! Run: `cargo bench --bench passthrough -- [--concurrency N] [--requests N | --duration SECS]
-//! [--warmup N] [--reps N] [--only direct|opgate] [--json FILE]`, or `scripts/bench-passthrough.sh`. No tracing
-//! subscriber is installed, so opgate logs nothing whatever `RUST_LOG` says.
+//! [--warmup N] [--reps N] [--only direct|opgate] [--json FILE]`, or `scripts/bench-passthrough.sh`.
+//! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
+//! short smoke run instead. No tracing subscriber is installed, so opgate logs nothing whatever
+//! `RUST_LOG` says.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,6 +65,9 @@ usage: cargo bench --bench passthrough -- [options]
   --reps N          repetitions (direct/opgate alternating)     [env OPGATE_BENCH_REPS, 5]
   --only TARGET     drive only `direct` or only `opgate` (for profiling; no overhead figures)
   --json FILE       also write the results as JSON
+
+With no argument and no OPGATE_BENCH_* variable (as under `cargo test --benches`), a short smoke
+run checks that everything works; its figures mean nothing.
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -77,6 +82,8 @@ struct Args {
     reps: usize,
     only: Option<Target>,
     json: Option<PathBuf>,
+    /// A short run that only checks that everything works.
+    smoke: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -98,8 +105,19 @@ fn parse_args() -> Result<Args, String> {
         reps: env_or("OPGATE_BENCH_REPS", 5)?,
         only: None,
         json: None,
+        smoke: false,
     };
-    let mut it = std::env::args().skip(1);
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
+        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
+        // `cargo test --benches` checking that the bench still works. Keep it short.
+        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+        args.requests = 200;
+        args.warmup = 50;
+        args.reps = 1;
+        args.smoke = true;
+    }
+    let mut it = given.into_iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("`{v}` is not a number"));
@@ -592,6 +610,10 @@ fn print_report(args: &Args, series: &[Series], background: &Background, respons
         None => format!("{} requests", args.requests),
     };
     println!();
+    if args.smoke {
+        println!("**Smoke run**: too short to measure anything. Run `cargo bench --bench passthrough`.");
+        println!();
+    }
     println!("## Pass-through overhead: `eth_getUserOperationReceipt`, {response_bytes}-byte response");
     println!();
     println!(
@@ -641,7 +663,7 @@ fn print_report(args: &Args, series: &[Series], background: &Background, respons
         );
     }
     println!();
-    for s in series.iter().filter(|s| s.compared()) {
+    for s in series.iter().filter(|s| s.compared() && !args.smoke) {
         let p50 = s.overhead(|f| f.p50);
         let p99 = s.overhead(|f| f.p99);
         println!(
