@@ -3,7 +3,7 @@
 //!
 //! One process, one multi-thread tokio runtime, everything on 127.0.0.1:
 //! - a minimal upstream bundler (hyper, HTTP/1.1 keep-alive) that answers every call with the same
-//!   ~1 KB `eth_getUserOperationReceipt` result, echoing only the request id;
+//!   ~1.4 KB `eth_getUserOperationReceipt` result, echoing only the request id;
 //! - opgate in front of it, built from a plain `--upstream` configuration;
 //! - a load driver that sends the same `eth_getUserOperationReceipt` calls to both, from C clients
 //!   on their own keep-alive connections (C = 16 by default), and again from a single client
@@ -161,7 +161,7 @@ fn parse_secs(v: &str) -> Result<Duration, String> {
 // ---------------------------------------------------------------------------------------------
 // The upstream bundler
 
-/// A realistic ERC-4337 v0.7 `eth_getUserOperationReceipt` result (about 1 KB, most of it the
+/// A realistic ERC-4337 v0.7 `eth_getUserOperationReceipt` result (about 1.4 KB, a third of it the
 /// receipt's logs bloom).
 fn receipt_result() -> String {
     let ep = "0x0000000071727De22E5E9d8BAf0edAc6f37da032";
