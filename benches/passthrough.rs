@@ -1,0 +1,889 @@
+//! Pass-through overhead: what opgate adds to a relayed read call, compared with calling the
+//! upstream bundler directly.
+//!
+//! One process, one multi-thread tokio runtime, everything on 127.0.0.1:
+//! - a minimal upstream bundler (hyper, HTTP/1.1 keep-alive) that answers every call with the same
+//!   ~1.4 KB `eth_getUserOperationReceipt` result, echoing only the request id;
+//! - opgate in front of it, built from a plain `--upstream` configuration;
+//! - a load driver that sends the same `eth_getUserOperationReceipt` calls to both, from C clients
+//!   on their own keep-alive connections (C = 16 by default), and again from a single client
+//!   (C = 1), which shows per-request cost without the queueing that 16 clients cause on 2 cores.
+//!
+//! Each repetition runs both targets back to back, alternating which goes first, so that drift
+//! in machine load falls on both. The figures reported are medians over the repetitions; the
+//! overhead is the median of the per-repetition differences (opgate − direct).
+//!
+//! Run: `cargo bench --bench passthrough -- [--concurrency N] [--requests N | --duration SECS]
+//! [--warmup N] [--reps N] [--only direct|opgate] [--json FILE]`, or `scripts/bench-passthrough.sh`.
+//! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
+//! short smoke run instead. No tracing subscriber is installed, so opgate logs nothing whatever
+//! `RUST_LOG` says.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use opgate::app::App;
+use opgate::config::{Config, Overrides};
+use serde_json::value::RawValue;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Barrier};
+use tokio::task::JoinSet;
+
+/// Target from DESIGN §7: opgate − direct at p50, in nanoseconds.
+const TARGET_P50_NS: i64 = 300_000;
+/// Target from DESIGN §7: opgate − direct at p99, in nanoseconds.
+const TARGET_P99_NS: i64 = 1_000_000;
+/// One call that takes longer than this fails the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on requests in `--duration` mode, so that the loop is bounded by count as well.
+const DURATION_MODE_CAP: u64 = 100_000_000;
+/// Share of the machine's CPU used by other processes above which the figures are flagged.
+const BUSY_MACHINE: f64 = 0.05;
+/// One clock tick of `/proc/stat` and `/proc/self/stat` (USER_HZ = 100 on Linux), in nanoseconds.
+const TICK_NS: u64 = 10_000_000;
+/// Histogram range: 1 ns to 60 s, three significant digits.
+const HIST_MAX_NS: u64 = 60_000_000_000;
+
+const USAGE: &str = "\
+usage: cargo bench --bench passthrough -- [options]
+
+  --concurrency N   concurrent clients in the concurrent run   [env OPGATE_BENCH_CONCURRENCY, 16]
+  --requests N      measured requests per target and run        [env OPGATE_BENCH_REQUESTS, 20000]
+  --duration SECS   measure for SECS per target and run instead [env OPGATE_BENCH_DURATION]
+  --warmup N        unmeasured requests before each run         [env OPGATE_BENCH_WARMUP, 2000]
+  --reps N          repetitions (direct/opgate alternating)     [env OPGATE_BENCH_REPS, 5]
+  --only TARGET     drive only `direct` or only `opgate` (for profiling; no overhead figures)
+  --json FILE       also write the results as JSON
+
+With no argument and no OPGATE_BENCH_* variable (as under `cargo test --benches`), a short smoke
+run checks that everything works; its figures mean nothing.
+";
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Clone)]
+struct Args {
+    concurrency: usize,
+    requests: u64,
+    duration: Option<Duration>,
+    warmup: u64,
+    reps: usize,
+    only: Option<Target>,
+    json: Option<PathBuf>,
+    /// A short run that only checks that everything works.
+    smoke: bool,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid value")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        concurrency: env_or("OPGATE_BENCH_CONCURRENCY", 16)?,
+        requests: env_or("OPGATE_BENCH_REQUESTS", 20_000)?,
+        duration: match std::env::var("OPGATE_BENCH_DURATION") {
+            Ok(v) => Some(parse_secs(&v)?),
+            Err(_) => None,
+        },
+        warmup: env_or("OPGATE_BENCH_WARMUP", 2_000)?,
+        reps: env_or("OPGATE_BENCH_REPS", 5)?,
+        only: None,
+        json: None,
+        smoke: false,
+    };
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
+        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
+        // `cargo test --benches` checking that the bench still works. Keep it short.
+        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+        args.requests = 200;
+        args.warmup = 50;
+        args.reps = 1;
+        args.smoke = true;
+    }
+    let mut it = given.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|_| format!("`{v}` is not a number"));
+        match flag.as_str() {
+            // cargo passes `--bench` to every bench binary.
+            "--bench" => {}
+            "--concurrency" | "-c" => args.concurrency = number(value()?)? as usize,
+            "--requests" | "-n" => args.requests = number(value()?)?,
+            "--duration" => args.duration = Some(parse_secs(&value()?)?),
+            "--warmup" => args.warmup = number(value()?)?,
+            "--reps" => args.reps = number(value()?)? as usize,
+            "--only" => {
+                args.only = Some(match value()?.as_str() {
+                    "direct" => Target::Direct,
+                    "opgate" => Target::Opgate,
+                    other => return Err(format!("--only takes `direct` or `opgate`, not `{other}`")),
+                })
+            }
+            "--json" => args.json = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if args.concurrency == 0 || args.reps == 0 || (args.duration.is_none() && args.requests == 0) {
+        return Err("--concurrency, --reps and --requests must be at least 1".into());
+    }
+    Ok(args)
+}
+
+fn parse_secs(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{v}` is not a duration in seconds between 0 and 3600"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream bundler
+
+/// A realistic ERC-4337 v0.7 `eth_getUserOperationReceipt` result (about 1.4 KB, a third of it the
+/// receipt's logs bloom).
+fn receipt_result() -> String {
+    let ep = "0x0000000071727De22E5E9d8BAf0edAc6f37da032";
+    let mut bloom = "0".repeat(512);
+    // A handful of set bits, as a bloom for a few logs has.
+    for (at, nibble) in [(3, "2"), (77, "8"), (140, "1"), (301, "4"), (466, "2")] {
+        bloom.replace_range(at..at + 1, nibble);
+    }
+    format!(
+        concat!(
+            r#"{{"userOpHash":"0x8f2c6b0e4a1d9e73c5b2f8a06d4e1c37b9a25f80e6d3c1b4a7f02e9d8c6b5a41","#,
+            r#""entryPoint":"{ep}","sender":"0x3a9f1B2c4D5e6F708192a3b4C5d6E7f8091A2b3C","#,
+            r#""nonce":"0x1a2b3c4d000000000000000000000000000000000000000000000007","#,
+            r#""paymaster":"0x0000000000000000000000000000000000000000","#,
+            r#""actualGasCost":"0x1b4f7a3c9e00","actualGasUsed":"0x2a8f1","success":true,"reason":"0x","logs":[],"#,
+            r#""receipt":{{"transactionHash":"0x5d7e3c1a9b8f6e4d2c0b1a3f5e7d9c8b6a4f2e0d1c3b5a7f9e8d6c4b2a0f1e3d","#,
+            r#""transactionIndex":"0x3","blockHash":"0xa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90","#,
+            r#""blockNumber":"0x12d4f3a","from":"0x4337001fFf419768E088Ce247456C1B892888084","to":"{ep}","#,
+            r#""cumulativeGasUsed":"0x5c3b21","gasUsed":"0x2f7c4","contractAddress":null,"logs":[],"#,
+            r#""logsBloom":"0x{bloom}","status":"0x1","effectiveGasPrice":"0x3b9aca07","type":"0x2"}}}}"#,
+        ),
+        ep = ep,
+        bloom = bloom
+    )
+}
+
+/// The response body, split around the request id.
+struct Canned {
+    head: &'static [u8],
+    tail: Bytes,
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+}
+
+impl Canned {
+    fn new() -> Self {
+        Self {
+            head: br#"{"jsonrpc":"2.0","id":"#,
+            tail: Bytes::from(format!(r#","result":{}}}"#, receipt_result())),
+        }
+    }
+
+    /// The answer to `request`, or `None` when it carries no id.
+    fn answer(&self, request: &[u8]) -> Option<Bytes> {
+        // Only the id is read; the rest is skipped by the parser.
+        let id = serde_json::from_slice::<IdOnly<'_>>(request).ok()?.id.get();
+        let mut out = Vec::with_capacity(self.head.len() + id.len() + self.tail.len());
+        out.extend_from_slice(self.head);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&self.tail);
+        Some(Bytes::from(out))
+    }
+}
+
+async fn answer(
+    canned: Arc<Canned>,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let response = match canned.answer(&body) {
+        Some(body) => hyper::Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body)),
+        None => hyper::Response::builder().status(400).body(Full::new(Bytes::new())),
+    };
+    Ok(response.expect("static response parts are valid"))
+}
+
+/// Serves on `listener` until `stop` fires; then aborts its connection tasks. Counts the
+/// connections it accepts in `accepted`: a direct run opens one per client, and an opgate run shows
+/// how many its relay opened.
+async fn serve_upstream(listener: TcpListener, accepted: Arc<AtomicU64>, mut stop: oneshot::Receiver<()>) {
+    let canned = Arc::new(Canned::new());
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => break,
+            },
+        };
+        accepted.fetch_add(1, Ordering::Relaxed);
+        // Reap finished connections so the set stays small.
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let canned = canned.clone();
+        connections.spawn(async move {
+            let svc = service_fn(move |req| answer(canned.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+    connections.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load driver
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Direct,
+    Opgate,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Opgate => "opgate",
+        }
+    }
+}
+
+/// Figures of one run against one target, latencies in nanoseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    requests: u64,
+    per_sec: f64,
+    /// Connections the upstream accepted during the run.
+    upstream_connections: u64,
+    /// CPU time of the whole process (client, upstream and, for opgate runs, opgate) per
+    /// measured request, in nanoseconds; 0 where `/proc/self/stat` cannot be read.
+    cpu_per_request: u64,
+}
+
+impl Figures {
+    fn of(hist: &Histogram<u64>, wall: Duration) -> Self {
+        let secs = wall.as_secs_f64();
+        Self {
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            requests: hist.len(),
+            per_sec: if secs > 0.0 { hist.len() as f64 / secs } else { 0.0 },
+            upstream_connections: 0,
+            cpu_per_request: 0,
+        }
+    }
+}
+
+/// How much load one run applies.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    clients: usize,
+    /// Measured requests, shared by all clients.
+    requests: u64,
+    duration: Option<Duration>,
+    /// Unmeasured requests before the measured phase, shared by all clients.
+    warmup: u64,
+}
+
+const REQUEST_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getUserOperationReceipt","params":["0x8f2c6b0e4a1d9e73c5b2f8a06d4e1c37b9a25f80e6d3c1b4a7f02e9d8c6b5a41"]}"#;
+
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake {addr}: {e}"))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok((
+            Self {
+                sender,
+                host: addr.to_string(),
+            },
+            task,
+        ))
+    }
+
+    /// One call: returns the status and the full body.
+    async fn call(&mut self, body: &Bytes) -> Result<(u16, Bytes), String> {
+        let request = hyper::Request::post("/")
+            .header(http::header::HOST, self.host.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            self.sender.ready().await.map_err(|e| e.to_string())?;
+            let response = self.sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body.to_bytes()))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+    }
+}
+
+fn check(status: u16, body: &[u8]) -> Result<(), String> {
+    let has_result = body.windows(9).any(|w| w == br#""result":"#);
+    if status == 200 && has_result {
+        Ok(())
+    } else {
+        Err(format!(
+            "unexpected answer: HTTP {status}, {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))
+    }
+}
+
+struct ClientRun {
+    hist: Histogram<u64>,
+    started: Instant,
+    ended: Instant,
+}
+
+async fn client(
+    addr: SocketAddr,
+    load: Load,
+    next: Arc<AtomicU64>,
+    start_line: Arc<Barrier>,
+) -> Result<ClientRun, String> {
+    let body = Bytes::from_static(REQUEST_BODY.as_bytes());
+    let (mut conn, task) = Connection::open(addr).await?;
+    let warmup = load.warmup.div_ceil(load.clients as u64);
+    for _ in 0..warmup {
+        let (status, answer) = conn.call(&body).await?;
+        check(status, &answer)?;
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, HIST_MAX_NS, 3).map_err(|e| e.to_string())?;
+    start_line.wait().await;
+    let started = Instant::now();
+    let (limit, deadline) = match load.duration {
+        Some(d) => (DURATION_MODE_CAP, Some(started + d)),
+        None => (load.requests, None),
+    };
+    for _ in 0..limit {
+        if next.fetch_add(1, Ordering::Relaxed) >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let sent = Instant::now();
+        let (status, answer) = conn.call(&body).await?;
+        let took = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        hist.saturating_record(took.clamp(1, HIST_MAX_NS));
+        check(status, &answer)?;
+    }
+    let ended = Instant::now();
+    drop(conn);
+    let _ = task.await;
+    Ok(ClientRun { hist, started, ended })
+}
+
+/// Applies `load` to `addr` and returns the merged figures.
+async fn drive(addr: SocketAddr, load: Load) -> Result<Figures, String> {
+    let next = Arc::new(AtomicU64::new(0));
+    let start_line = Arc::new(Barrier::new(load.clients));
+    let mut clients = JoinSet::new();
+    for _ in 0..load.clients {
+        clients.spawn(client(addr, load, next.clone(), start_line.clone()));
+    }
+    let mut runs = Vec::with_capacity(load.clients);
+    let mut failure = None;
+    while let Some(joined) = clients.join_next().await {
+        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                // A failed client would leave the others waiting at the start line: stop them all.
+                failure.get_or_insert(e);
+                clients.abort_all();
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, HIST_MAX_NS, 3).map_err(|e| e.to_string())?;
+    for run in &runs {
+        hist.add(&run.hist).map_err(|e| e.to_string())?;
+    }
+    let started = runs.iter().map(|r| r.started).min();
+    let ended = runs.iter().map(|r| r.ended).max();
+    let wall = match (started, ended) {
+        (Some(s), Some(e)) => e.duration_since(s),
+        _ => Duration::ZERO,
+    };
+    Ok(Figures::of(&hist, wall))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repetitions and the report
+
+/// One load shape: its label and the figures of every repetition for both targets.
+struct Series {
+    label: String,
+    load: Load,
+    direct: Vec<Figures>,
+    opgate: Vec<Figures>,
+}
+
+fn median_u64(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn median_i64(mut v: Vec<i64>) -> i64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+impl Series {
+    fn median(runs: &[Figures]) -> Figures {
+        if runs.is_empty() {
+            return Figures::default();
+        }
+        let m = |f: fn(&Figures) -> u64| median_u64(runs.iter().map(f).collect());
+        Figures {
+            p50: m(|f| f.p50),
+            p90: m(|f| f.p90),
+            p99: m(|f| f.p99),
+            p999: m(|f| f.p999),
+            max: m(|f| f.max),
+            requests: m(|f| f.requests),
+            per_sec: median_f64(runs.iter().map(|f| f.per_sec).collect()),
+            upstream_connections: m(|f| f.upstream_connections),
+            cpu_per_request: m(|f| f.cpu_per_request),
+        }
+    }
+
+    /// Whether both targets ran, so that an overhead can be given.
+    fn compared(&self) -> bool {
+        !self.direct.is_empty() && !self.opgate.is_empty()
+    }
+
+    /// Median over repetitions of (opgate − direct) for one percentile, in nanoseconds.
+    fn overhead(&self, f: fn(&Figures) -> u64) -> i64 {
+        if !self.compared() {
+            return 0;
+        }
+        median_i64(
+            self.direct
+                .iter()
+                .zip(&self.opgate)
+                .map(|(d, o)| f(o) as i64 - f(d) as i64)
+                .collect(),
+        )
+    }
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1_000.0)
+}
+
+fn signed_us(ns: i64) -> String {
+    format!("{:+.1}", ns as f64 / 1_000.0)
+}
+
+fn verdict(overhead_ns: i64, target_ns: i64) -> &'static str {
+    if overhead_ns <= target_ns {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux), in
+/// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
+fn process_cpu() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * TICK_NS)
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
+/// What else the machine was doing while the bench ran.
+struct Background {
+    load_before: String,
+    load_after: String,
+    /// Share of the machine's CPU time used by other processes during the measurement.
+    others_busy: Option<f64>,
+}
+
+impl Background {
+    fn describe(&self) -> String {
+        let others = self
+            .others_busy
+            .map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0));
+        format!(
+            "other processes used {others} of the machine's CPU during the measurement; load average before: \
+             {}, after: {}",
+            self.load_before, self.load_after
+        )
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn print_report(args: &Args, series: &[Series], background: &Background, response_bytes: usize) {
+    let amount = match args.duration {
+        Some(d) => format!("{:.1} s", d.as_secs_f64()),
+        None => format!("{} requests", args.requests),
+    };
+    println!();
+    if args.smoke {
+        println!("**Smoke run**: too short to measure anything. Run `cargo bench --bench passthrough`.");
+        println!();
+    }
+    println!("## Pass-through overhead: `eth_getUserOperationReceipt`, {response_bytes}-byte response");
+    println!();
+    println!(
+        "Per run: {} warm-up requests, then {amount}; {} repetitions, direct and opgate alternating; \
+         medians over repetitions. Machine: {}.",
+        args.warmup,
+        args.reps,
+        background.describe()
+    );
+    println!();
+    println!(
+        "| clients | target | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | requests/s | \
+         CPU/request (µs) | new upstream connections |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in series {
+        for (target, runs) in [(Target::Direct, &s.direct), (Target::Opgate, &s.opgate)] {
+            if runs.is_empty() {
+                continue;
+            }
+            let m = Series::median(runs);
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                s.label,
+                target.name(),
+                us(m.p50),
+                us(m.p90),
+                us(m.p99),
+                us(m.p999),
+                us(m.max),
+                m.per_sec,
+                us(m.cpu_per_request),
+                m.upstream_connections
+            );
+        }
+        if !s.compared() {
+            continue;
+        }
+        println!(
+            "| {} | **overhead** | **{}** | {} | **{}** | {} | | | {} | |",
+            s.label,
+            signed_us(s.overhead(|f| f.p50)),
+            signed_us(s.overhead(|f| f.p90)),
+            signed_us(s.overhead(|f| f.p99)),
+            signed_us(s.overhead(|f| f.p999)),
+            signed_us(s.overhead(|f| f.cpu_per_request)),
+        );
+    }
+    println!();
+    for s in series.iter().filter(|s| s.compared() && !args.smoke) {
+        let p50 = s.overhead(|f| f.p50);
+        let p99 = s.overhead(|f| f.p99);
+        println!(
+            "- {}: overhead p50 {} µs (target ≤ 300: {}), p99 {} µs (target ≤ 1000: {})",
+            s.label,
+            signed_us(p50),
+            verdict(p50, TARGET_P50_NS),
+            signed_us(p99),
+            verdict(p99, TARGET_P99_NS)
+        );
+    }
+    if background.others_busy.is_some_and(|f| f > BUSY_MACHINE) {
+        println!();
+        println!(
+            "**The machine was busy**: other processes competed for the CPUs, which inflates opgate's figures \
+             more than direct's. Re-run on an idle machine before quoting them."
+        );
+    }
+}
+
+fn figures_json(f: &Figures) -> serde_json::Value {
+    serde_json::json!({
+        "p50_seconds": f.p50 as f64 / 1e9,
+        "p90_seconds": f.p90 as f64 / 1e9,
+        "p99_seconds": f.p99 as f64 / 1e9,
+        "p999_seconds": f.p999 as f64 / 1e9,
+        "max_seconds": f.max as f64 / 1e9,
+        "requests": f.requests,
+        "requests_per_second": f.per_sec,
+        "upstream_connections_opened": f.upstream_connections,
+        "process_cpu_seconds_per_request": f.cpu_per_request as f64 / 1e9,
+    })
+}
+
+fn report_json(args: &Args, series: &[Series], background: &Background) -> serde_json::Value {
+    let loads: Vec<serde_json::Value> = series
+        .iter()
+        .map(|s| {
+            let p50 = s.overhead(|f| f.p50);
+            let p99 = s.overhead(|f| f.p99);
+            serde_json::json!({
+                "clients": s.load.clients,
+                "direct": (!s.direct.is_empty()).then(|| figures_json(&Series::median(&s.direct))),
+                "opgate": (!s.opgate.is_empty()).then(|| figures_json(&Series::median(&s.opgate))),
+                "overhead_seconds": s.compared().then(|| serde_json::json!({
+                    "p50": p50 as f64 / 1e9,
+                    "p90": s.overhead(|f| f.p90) as f64 / 1e9,
+                    "p99": p99 as f64 / 1e9,
+                    "p999": s.overhead(|f| f.p999) as f64 / 1e9,
+                    "process_cpu_per_request": s.overhead(|f| f.cpu_per_request) as f64 / 1e9,
+                })),
+                "targets_met": s.compared().then(|| serde_json::json!({
+                    "p50": p50 <= TARGET_P50_NS,
+                    "p99": p99 <= TARGET_P99_NS,
+                })),
+                "repetitions": {
+                    "direct": s.direct.iter().map(figures_json).collect::<Vec<_>>(),
+                    "opgate": s.opgate.iter().map(figures_json).collect::<Vec<_>>(),
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "bench": "passthrough",
+        "method": "eth_getUserOperationReceipt",
+        "warmup_requests": args.warmup,
+        "requests_per_run": args.duration.map_or(Some(args.requests), |_| None),
+        "duration_seconds_per_run": args.duration.map(|d| d.as_secs_f64()),
+        "repetitions": args.reps,
+        "load_average_before": background.load_before,
+        "load_average_after": background.load_after,
+        "other_processes_cpu_share": background.others_busy,
+        "loads": loads,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn run(args: Args) -> Result<(), String> {
+    let upstream_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let upstream_addr = upstream_listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_upstream, upstream_stopped) = oneshot::channel();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let upstream = tokio::spawn(serve_upstream(upstream_listener, accepted.clone(), upstream_stopped));
+
+    let overrides = Overrides {
+        upstreams: vec![format!("http://{upstream_addr}/")],
+        chain_id: Some(1),
+        ..Default::default()
+    };
+    let config = Config::from_overrides(&overrides).map_err(|e| e.to_string())?;
+    let app = App::build(config).await.map_err(|e| e.to_string())?;
+    let opgate_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let opgate_addr = opgate_listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_opgate, opgate_stopped) = oneshot::channel::<()>();
+    let opgate = tokio::spawn(app.run(opgate_listener, None, async move {
+        let _ = opgate_stopped.await;
+    }));
+
+    let response_bytes = Canned::new().answer(REQUEST_BODY.as_bytes()).map_or(0, |b| b.len());
+    let load_before = load_average();
+    let machine_before = machine_cpu();
+    let own_before = process_cpu();
+    eprintln!(
+        "upstream on {upstream_addr}, opgate on {opgate_addr}; load average {load_before}; \
+         {} repetitions",
+        args.reps
+    );
+
+    let mut series: Vec<Series> = [args.concurrency, 1]
+        .into_iter()
+        .map(|clients| Series {
+            label: format!("C={clients}"),
+            load: Load {
+                clients,
+                requests: args.requests,
+                duration: args.duration,
+                warmup: args.warmup,
+            },
+            direct: Vec::new(),
+            opgate: Vec::new(),
+        })
+        .collect();
+    let mut outcome = Ok(());
+    'reps: for rep in 0..args.reps {
+        let order = if rep % 2 == 0 {
+            [Target::Direct, Target::Opgate]
+        } else {
+            [Target::Opgate, Target::Direct]
+        };
+        for s in &mut series {
+            for target in order.into_iter().filter(|t| args.only.is_none_or(|only| only == *t)) {
+                let addr = match target {
+                    Target::Direct => upstream_addr,
+                    Target::Opgate => opgate_addr,
+                };
+                let accepted_before = accepted.load(Ordering::Relaxed);
+                let cpu_before = process_cpu();
+                match drive(addr, s.load).await {
+                    Ok(mut f) => {
+                        f.upstream_connections = accepted.load(Ordering::Relaxed) - accepted_before;
+                        // Includes the warm-up: divide by every request the run sent.
+                        let sent = f.requests + s.load.warmup.div_ceil(s.load.clients as u64) * s.load.clients as u64;
+                        f.cpu_per_request = match (cpu_before, process_cpu()) {
+                            (Some(b), Some(a)) if sent > 0 => a.saturating_sub(b) / sent,
+                            _ => 0,
+                        };
+                        eprintln!(
+                            "rep {}/{} {} {:>6}: p50 {} µs, p99 {} µs, {:.0} req/s, {} µs CPU/request, \
+                             {} new upstream connections",
+                            rep + 1,
+                            args.reps,
+                            s.label,
+                            target.name(),
+                            us(f.p50),
+                            us(f.p99),
+                            f.per_sec,
+                            us(f.cpu_per_request),
+                            f.upstream_connections
+                        );
+                        match target {
+                            Target::Direct => s.direct.push(f),
+                            Target::Opgate => s.opgate.push(f),
+                        }
+                    }
+                    Err(e) => {
+                        outcome = Err(format!("{} {}: {e}", s.label, target.name()));
+                        break 'reps;
+                    }
+                }
+            }
+        }
+    }
+    let background = Background {
+        load_before,
+        load_after: load_average(),
+        others_busy: match (machine_before, machine_cpu(), own_before, process_cpu()) {
+            (Some((busy0, total0)), Some((busy1, total1)), Some(own0), Some(own1)) if total1 > total0 => {
+                let own = (own1.saturating_sub(own0) / TICK_NS) as f64;
+                let busy = busy1.saturating_sub(busy0) as f64;
+                Some(((busy - own) / (total1 - total0) as f64).clamp(0.0, 1.0))
+            }
+            _ => None,
+        },
+    };
+
+    let _ = stop_opgate.send(());
+    match opgate.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => outcome = outcome.and(Err(format!("opgate: {e}"))),
+        Err(e) => outcome = outcome.and(Err(format!("opgate task: {e}"))),
+    }
+    let _ = stop_upstream.send(());
+    let _ = upstream.await;
+    outcome?;
+
+    print_report(&args, &series, &background, response_bytes);
+    if let Some(path) = &args.json {
+        let json = report_json(&args, &series, &background);
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("passthrough: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("passthrough: {e}");
+        std::process::exit(1);
+    }
+}

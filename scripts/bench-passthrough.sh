@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Pass-through overhead benchmark: opgate versus calling the upstream bundler directly, on
+# loopback, in one process (see benches/passthrough.rs and BENCHMARKS.md).
+#
+# Usage: scripts/bench-passthrough.sh [bench options]   e.g. --concurrency 32 --reps 7 --json out.json
+# Options may also come from OPGATE_BENCH_* environment variables; `--help` lists them.
+#
+# The table goes to stdout; build output and per-repetition progress go to stderr. Other work on
+# the machine skews the figures: the load average is printed before and after, so a busy run can
+# be told apart and repeated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, ${mem:-unknown} memory"
+echo "toolchain: $(rustc --version)"
+echo "load average before build: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
+
+cargo bench --bench passthrough -- "$@"
