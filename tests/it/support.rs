@@ -244,25 +244,8 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<B
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// POSTs `body` as JSON; returns the status and body text. Bounded by 30 s.
-pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, String) {
-    let req = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))
-        .unwrap();
-    let fut = async {
-        let resp = client().request(req).await.expect("opgate answers");
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    };
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("answer within 30 s")
-}
-
-pub async fn get(url: &str) -> (u16, String) {
-    let req = hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+/// Sends a request; returns the status and body text. Bounded by 30 s.
+async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
     let fut = async {
         let resp = client().request(req).await.expect("server answers");
         let status = resp.status().as_u16();
@@ -272,6 +255,22 @@ pub async fn get(url: &str) -> (u16, String) {
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
         .expect("answer within 30 s")
+}
+
+/// POSTs `body` as JSON; returns the status and body text.
+pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, String) {
+    send(
+        hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(body.into()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// GETs `url`; returns the status and body text.
+pub async fn get(url: &str) -> (u16, String) {
+    send(hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
 }
 
 /// Sends one JSON-RPC call with raw params and returns the parsed response.
