@@ -1,0 +1,246 @@
+//! Usage counters, per-operation reservations, revocations and the permission registry, behind
+//! one interface with two backends that behave identically:
+//!
+//! - [`memory::MemoryStore`]: one process, no setup (the embedded default);
+//! - [`redis::RedisStore`]: shared by any number of replicas; every reservation is one Lua script,
+//!   one round trip.
+//!
+//! # Counters
+//!
+//! A counter is named by the policy layer (`counter`, an opaque string) and has a [`Window`]. The
+//! store appends the window's id where the window is fixed, so an old window's key simply expires.
+//! Amounts are unsigned 256-bit integers (wei, token units, op counts), exact at every size.
+//!
+//! # Reservation
+//!
+//! [`Store::reserve`] takes every [`Charge`] an operation makes and, in one atomic step: refuses if a
+//! guard is revoked; does nothing if the operation's hash was already charged; otherwise checks every
+//! counter (`used + amount ≤ limit`, and a schedule's next slot is due) and increments all of them,
+//! or none. The reservation is remembered under the op hash. After relaying, [`Store::commit`] keeps
+//! it (upstream accepted) and [`Store::refund`] gives it back (upstream refused or unreachable).
+//!
+//! Time is always the caller's `now` (Unix seconds), never the store's clock, so both backends and
+//! every replica agree and tests can pin or advance the clock.
+
+pub mod memory;
+pub mod redis;
+
+use alloy_primitives::{B256, U256};
+use serde::Serialize;
+
+/// How a counter resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Window {
+    /// Never resets.
+    Lifetime,
+    /// Fixed windows aligned to the Unix epoch: the window holding `now` is
+    /// `[now - now % period, now - now % period + period)`; its id is `now / period`.
+    Fixed {
+        /// Window length in seconds (> 0).
+        period: u64,
+    },
+    /// A window opened by the first charge made after the previous window ended:
+    /// `[first, first + period)` (the semantics of Kernel's RateLimitPolicy with reset).
+    Anchored {
+        /// Window length in seconds (> 0).
+        period: u64,
+    },
+    /// A lifetime count with a schedule: the k-th unit (0-based, `k = used`) becomes available at
+    /// `start_at + k · interval` (the semantics of Kernel's RateLimitPolicy). Charges on a
+    /// schedule are always of amount 1.
+    Schedule {
+        /// When the first unit is available (Unix seconds).
+        start_at: u64,
+        /// Seconds between units.
+        interval: u64,
+    },
+}
+
+impl Window {
+    /// When the window holding `now` ends, for windows that end; `anchored_end` is the stored end of
+    /// an anchored window (`None` when none is open).
+    pub fn resets_at(&self, now: u64, anchored_end: Option<u64>) -> Option<u64> {
+        match *self {
+            Window::Lifetime | Window::Schedule { .. } => None,
+            Window::Fixed { period } => Some(now - now % period + period),
+            Window::Anchored { .. } => anchored_end.filter(|end| *end > now),
+        }
+    }
+}
+
+/// One counter increment an operation makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// Counter name, chosen by the policy layer (ASCII, no whitespace).
+    pub counter: String,
+    /// How much this operation uses.
+    pub amount: U256,
+    /// The most the counter may reach within its window.
+    pub limit: U256,
+    /// How the counter resets.
+    pub window: Window,
+}
+
+/// Everything [`Store::reserve`] needs for one operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation<'a> {
+    /// The userOpHash: an operation is charged at most once.
+    pub op: B256,
+    /// The caller's clock (Unix seconds).
+    pub now: u64,
+    /// Counter increments, all or none.
+    pub charges: &'a [Charge],
+    /// Revocation subjects (e.g. `sender:0x…`, `signer:0x…`): any of them revoked → refused.
+    pub guards: &'a [String],
+}
+
+/// What a reservation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Every charge was made.
+    Charged,
+    /// This op hash is already reserved or committed: nothing was charged again.
+    AlreadyCharged,
+    /// `charges[index]` would pass its limit; nothing was charged.
+    Exceeded {
+        /// Index into the charges.
+        index: usize,
+        /// The counter's current value in its window.
+        used: U256,
+        /// When the counter's window resets, if it does.
+        resets_at: Option<u64>,
+    },
+    /// `charges[index]` is a schedule whose next unit is not due yet; nothing was charged.
+    NotYetAvailable {
+        /// Index into the charges.
+        index: usize,
+        /// When the next unit becomes available (Unix seconds).
+        available_at: u64,
+    },
+    /// `guards[index]` is revoked; nothing was charged.
+    Revoked {
+        /// Index into the guards.
+        index: usize,
+    },
+}
+
+/// A counter's state, for reporting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Current value within the window holding `now` (0 when the window has not been used).
+    pub used: U256,
+    /// When that window ends, if it does.
+    pub resets_at: Option<u64>,
+    /// For a schedule: when its next unit is available.
+    pub available_at: Option<u64>,
+}
+
+/// A store failure. Callers apply their `on_error` rule; nothing was charged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer in time.
+    #[error("store timed out after {0} ms")]
+    Timeout(u64),
+    /// The backend could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this version does not understand.
+    #[error("store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+/// The configured backend.
+#[derive(Debug)]
+pub enum Store {
+    /// In this process.
+    Memory(memory::MemoryStore),
+    /// In Redis, shared by replicas.
+    Redis(redis::RedisStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Name of the backend, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Checks and charges every counter of one operation, atomically (see the module docs).
+    pub async fn reserve(&self, r: &Reservation<'_>) -> Result<Reserved, StoreError> {
+        dispatch!(self, s => s.reserve(r).await)
+    }
+
+    /// Keeps the reservation of `op` (the upstream accepted it). Unknown ops are ignored.
+    pub async fn commit(&self, op: B256) -> Result<(), StoreError> {
+        dispatch!(self, s => s.commit(op).await)
+    }
+
+    /// Gives back a reservation that was not committed, and forgets the op hash so a later send is
+    /// charged again. Returns whether anything was refunded.
+    pub async fn refund(&self, op: B256) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.refund(op).await)
+    }
+
+    /// Reads counters without changing them, in one round trip.
+    pub async fn usage(&self, counters: &[(String, Window)], now: u64) -> Result<Vec<Usage>, StoreError> {
+        dispatch!(self, s => s.usage(counters, now).await)
+    }
+
+    /// The index of the first revoked guard, if any.
+    pub async fn revoked(&self, guards: &[String]) -> Result<Option<usize>, StoreError> {
+        dispatch!(self, s => s.revoked(guards).await)
+    }
+
+    /// Revokes a subject (effective for every later reservation, on every replica).
+    pub async fn revoke(&self, guard: &str, now: u64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.revoke(guard, now).await)
+    }
+
+    /// Lifts a revocation. Returns whether the subject was revoked.
+    pub async fn unrevoke(&self, guard: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.unrevoke(guard).await)
+    }
+
+    /// Every revoked subject with the time it was revoked.
+    pub async fn list_revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        dispatch!(self, s => s.list_revoked().await)
+    }
+
+    /// Stores a registry entry (a serialized permission) and bumps the registry version.
+    pub async fn put_permission(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_permission(key, value).await)
+    }
+
+    /// Reads a registry entry.
+    pub async fn get_permission(&self, key: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.get_permission(key).await)
+    }
+
+    /// Removes a registry entry (bumps the version). Returns whether it existed.
+    pub async fn delete_permission(&self, key: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_permission(key).await)
+    }
+
+    /// A number that changes whenever the registry or the revocations change, so replicas can
+    /// drop cached entries.
+    pub async fn version(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.version().await)
+    }
+
+    /// Whether the backend answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+}
