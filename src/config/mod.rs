@@ -5,6 +5,7 @@
 //! file without reading code. Nothing in this module panics on input.
 
 mod env;
+pub mod policy;
 mod raw;
 pub mod units;
 
@@ -17,6 +18,10 @@ use raw::{RawConfig, RawUpstream};
 use url::Url;
 
 pub use env::expand as expand_env;
+pub use policy::{
+    AdminConfig, Budget, CallRule, Condition, Constraint, CounterScope, OnError, OperatorPolicy, PolicyLimits,
+    PolicyMatch, RuleCallType, SessionConfig, StoreBackend, StoreConfig, Token, TransferRule, Windows,
+};
 
 /// Methods relayed by default. `debug_*` is deliberately absent: bundlers expose state-changing
 /// debug calls (`debug_bundler_clearState`, `debug_bundler_sendBundleNow`) that no public client
@@ -232,6 +237,14 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Chains served; never empty.
     pub chains: Vec<ChainConfig>,
+    /// Usage counters and the permission registry.
+    pub store: StoreConfig,
+    /// Session-key handling.
+    pub session: SessionConfig,
+    /// Admin listener.
+    pub admin: AdminConfig,
+    /// Operator policies, in file order.
+    pub policies: Vec<OperatorPolicy>,
 }
 
 /// Command-line values that take precedence over the file.
@@ -433,12 +446,33 @@ impl Config {
             }
         }
 
+        let store = policy::store(&raw.store)?;
+        let session = policy::session(&raw.session)?;
+        let admin = policy::admin(&raw.admin)?;
+        let policies = policy::policies(&raw.policies, store.on_error)?;
+        for (i, p) in policies.iter().enumerate() {
+            if let Some(ids) = &p.matcher.chains {
+                for (j, id) in ids.iter().enumerate() {
+                    if !chains.iter().any(|c| c.id.is_none() || c.id == Some(*id)) {
+                        return Err(invalid(
+                            format!("policies[{i}].match.chains[{j}]"),
+                            format!("chain {id} is not served"),
+                        ));
+                    }
+                }
+            }
+        }
+
         Ok(Self {
             server,
             log_format,
             methods,
             connect_timeout,
             chains,
+            store,
+            session,
+            admin,
+            policies,
         })
     }
 }

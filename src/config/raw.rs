@@ -19,6 +19,124 @@ pub(crate) struct RawConfig {
     pub(crate) upstream_defaults: RawUpstreamDefaults,
     #[serde(default)]
     pub(crate) chains: Vec<RawChain>,
+    #[serde(default)]
+    pub(crate) store: RawStore,
+    #[serde(default)]
+    pub(crate) session: RawSession,
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
+    #[serde(default)]
+    pub(crate) policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub(crate) backend: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) on_error: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) dedupe_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSession {
+    pub(crate) unknown_permission: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: Option<String>,
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) name: String,
+    pub(crate) on_error: Option<String>,
+    pub(crate) allow_privileged_calls: Option<bool>,
+    #[serde(default, rename = "match")]
+    pub(crate) matcher: RawMatch,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) time: RawTime,
+    pub(crate) calls: Option<Vec<RawCall>>,
+    #[serde(default)]
+    pub(crate) transfers: Vec<RawTransfer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub(crate) chains: Option<Vec<u64>>,
+    pub(crate) entry_points: Option<Vec<String>>,
+    pub(crate) senders: Option<Vec<String>>,
+    pub(crate) session_signers: Option<Vec<String>>,
+    pub(crate) permission_ids: Option<Vec<String>>,
+    pub(crate) paymasters: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) counter_scope: Option<String>,
+    pub(crate) shared_across_chains: Option<bool>,
+    pub(crate) windows: Option<String>,
+    pub(crate) ops: Option<RawBudget>,
+    pub(crate) gas_wei: Option<RawBudget>,
+    pub(crate) max_cost_per_op: Option<String>,
+}
+
+/// `{ count = 50, period = "1d" }` or `{ amount = "0.5 ether", period = "1d" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    pub(crate) count: Option<u64>,
+    pub(crate) amount: Option<String>,
+    pub(crate) period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTime {
+    pub(crate) not_before: Option<String>,
+    pub(crate) not_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCall {
+    pub(crate) target: String,
+    pub(crate) function: Option<String>,
+    pub(crate) selector: Option<String>,
+    pub(crate) call_type: Option<String>,
+    pub(crate) max_value_per_use: Option<String>,
+    pub(crate) value_limit: Option<RawBudget>,
+    #[serde(default)]
+    pub(crate) constraints: Vec<RawConstraint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConstraint {
+    pub(crate) param: u32,
+    pub(crate) condition: String,
+    pub(crate) value: Option<String>,
+    pub(crate) values: Option<Vec<String>>,
+    pub(crate) limit: Option<RawBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransfer {
+    pub(crate) token: String,
+    pub(crate) max_per_use: Option<String>,
+    pub(crate) limit: Option<RawBudget>,
 }
 
 #[derive(Debug, Default, Deserialize)]
