@@ -9,9 +9,15 @@ use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 
 use crate::chain::Chain;
-use crate::config::Config;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, StoreBackend, StoreConfig};
+use crate::pipeline::Gate;
+use crate::registry::Registry;
 use crate::relay::{Relay, RelayBuildError, UpstreamAnswer};
 use crate::rpc::{RpcServer, ServerError};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 
 /// Start-up failed.
@@ -23,6 +29,9 @@ pub enum AppError {
     /// The RPC server could not be assembled.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The usage store could not be set up.
+    #[error("usage store: {0}")]
+    Store(String),
 }
 
 /// A built, not yet running, opgate.
@@ -31,6 +40,7 @@ pub struct App {
     config: Config,
     metrics: Metrics,
     chains: Vec<Arc<Chain>>,
+    gate: Arc<Gate>,
 }
 
 /// How long start-up waits for an upstream to tell its chain id when none was configured.
@@ -39,7 +49,23 @@ const CHAIN_ID_PROBE: Duration = Duration::from_secs(5);
 impl App {
     /// Builds every part. Chains configured without an id ask their upstream (`eth_chainId`).
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with a given clock (tests pin or advance it).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let metrics = Metrics::new();
+        let store = Arc::new(build_store(&config.store).await?);
+        let registry = Arc::new(Registry::new(store.clone()));
+        let gate = Arc::new(Gate {
+            store,
+            registry,
+            clock,
+            policies: std::sync::RwLock::new(Arc::new(config.policies.clone())),
+            session: config.session,
+            on_error: config.store.on_error,
+            metrics: metrics.decisions(),
+        });
         let max_response = config.server.max_response_body_bytes as usize;
         let mut chains = Vec::with_capacity(config.chains.len());
         for chain in &config.chains {
@@ -65,13 +91,20 @@ impl App {
                 relay,
                 methods: config.methods.clone(),
                 metrics: chain_metrics,
+                gate: gate.clone(),
             }));
         }
         Ok(Self {
             config,
             metrics,
             chains,
+            gate,
         })
+    }
+
+    /// The shared policy state.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// The metrics registry (for tests and embedding).
@@ -102,7 +135,11 @@ impl App {
             let chains: Vec<&str> = self.chains.iter().map(|c| c.label.as_str()).collect();
             tracing::info!(%addr, ?chains, "opgate listening");
         }
+        let (watch_stop, watch_stopped) = tokio::sync::oneshot::channel::<()>();
+        let watch = tokio::spawn(self.gate.registry.clone().watch(watch_stopped.map(|_| ())));
         server.serve(listener, shutdown).await;
+        let _ = watch_stop.send(());
+        let _ = watch.await;
         let _ = metrics_stop.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;
@@ -110,6 +147,17 @@ impl App {
         tracing::info!("opgate stopped");
         Ok(())
     }
+}
+
+async fn build_store(c: &StoreConfig) -> Result<Store, AppError> {
+    Ok(match &c.backend {
+        StoreBackend::Memory => Store::Memory(MemoryStore::new(c.dedupe_ttl)),
+        StoreBackend::Redis { url } => Store::Redis(
+            RedisStore::connect(url, &c.prefix, c.timeout, c.dedupe_ttl)
+                .await
+                .map_err(|e| AppError::Store(e.to_string()))?,
+        ),
+    })
 }
 
 async fn ask_chain_id(relay: &Relay) -> Option<u64> {

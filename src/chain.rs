@@ -1,7 +1,10 @@
 //! Everything opgate holds for one served chain: its id, its upstreams, its pass-through rules and
 //! its metric handles. Built once at start-up, shared by every request on that chain.
 
+use std::sync::Arc;
+
 use crate::config::MethodRules;
+use crate::pipeline::Gate;
 use crate::relay::Relay;
 use crate::telemetry::ChainMetrics;
 
@@ -18,4 +21,6 @@ pub struct Chain {
     pub methods: MethodRules,
     /// Metric handles.
     pub metrics: ChainMetrics,
+    /// Policies, store and registry (shared by every chain).
+    pub gate: Arc<Gate>,
 }

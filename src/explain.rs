@@ -238,19 +238,26 @@ pub fn parse_input(text: &str, entry_point: Option<Address>) -> Result<(Box<RawV
 
 /// Decodes a parsed UserOperation.
 pub fn decode_op(op: &UserOperation, entry_point: Address, chain_id: Option<u64>) -> DecodedOp {
-    let version = op.version();
-    let user_op_hash = chain_id.and_then(|id| op.hash(entry_point, id).ok());
     let opts = DecodeOptions {
         chain_id,
         ..Default::default()
     };
+    decode_op_with(op, entry_point, &opts)
+}
+
+/// Decodes a parsed UserOperation with what is known of the account beyond the op itself (its
+/// root owner and Kernel release).
+pub fn decode_op_with(op: &UserOperation, entry_point: Address, opts: &DecodeOptions) -> DecodedOp {
+    let version = op.version();
+    let chain_id = opts.chain_id;
+    let user_op_hash = chain_id.and_then(|id| op.hash(entry_point, id).ok());
     let k = decode::decode_kernel_with(
         op.sender(),
         op.nonce(),
         op.call_data(),
         op.signature(),
         &op.init_code(),
-        &opts,
+        opts,
     );
     let format = k.calls.as_ref().map(|c| c.format);
     let account = match format {

@@ -18,11 +18,16 @@
 
 pub mod app;
 pub mod chain;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod explain;
 pub mod pipeline;
+pub mod policy;
+pub mod registry;
 pub mod relay;
 pub mod rpc;
+pub mod session_state;
+pub mod store;
 pub mod telemetry;
 pub mod userop;

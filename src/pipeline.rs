@@ -1,17 +1,556 @@
-//! The life of an `eth_sendUserOperation`: decode → policy → reserve → relay → commit or refund.
+//! The life of an `eth_sendUserOperation`:
 //!
-//! Today the pipeline relays with the send rule of [`crate::relay::Relay::send_user_operation`]:
-//! never to a second upstream once one may have received the operation.
+//! ```text
+//! params ─▶ parse (‑32602 naming the field) ─▶ registry lookups ─▶ decode ─▶ policies (pure)
+//!        ─▶ reserve (one atomic store step) ─▶ relay ─▶ commit (accepted) or refund (refused,
+//!           nothing delivered)
+//! ```
+//!
+//! A rejection at any step answers at once; nothing is relayed and nothing stays charged. When
+//! the upstream may have received the op but did not answer, the reservation is kept: the op may
+//! be on its way on chain. An accepted enable-mode op teaches the registry its permission, and an
+//! accepted deploying op its account's root owner.
 
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use alloy_primitives::{Address, FixedBytes, B256};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::chain::Chain;
+use crate::clock::Clock;
+use crate::config::{OnError, OperatorPolicy, SessionConfig};
+use crate::decode::{DecodeOptions, ValidationMode, ValidationType};
+use crate::explain::{self, DecodedOp};
+use crate::policy::{
+    self, Evaluation, OpContext, PermissionSource, Permit, Reason, Rejection, SessionPermission, Settings,
+};
+use crate::registry::{AccountInfo, KnownPermission, Registry, Source, StoredPermission};
+use crate::relay::{RelayError, UpstreamAnswer};
 use crate::rpc::errors::{self, RpcFailure};
+use crate::store::{Reservation, Reserved, Store, StoreError};
+use crate::telemetry::{DecisionMetrics, Stage};
+use crate::userop::{self, UserOperation};
+
+/// What every chain's pipeline shares: the store, the registry, the clock and the policies.
+#[derive(Debug)]
+pub struct Gate {
+    /// Usage counters, reservations, revocations.
+    pub store: Arc<Store>,
+    /// Permissions and accounts learned or registered.
+    pub registry: Arc<Registry>,
+    /// Time for policies.
+    pub clock: Arc<dyn Clock>,
+    /// Operator policies (replaced whole on reload).
+    pub policies: RwLock<Arc<Vec<OperatorPolicy>>>,
+    /// Session-key settings.
+    pub session: SessionConfig,
+    /// `[store].on_error`.
+    pub on_error: OnError,
+    /// Decision metrics.
+    pub metrics: DecisionMetrics,
+}
+
+impl Gate {
+    /// The current operator policies.
+    pub fn policies(&self) -> Arc<Vec<OperatorPolicy>> {
+        self.policies.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the operator policies.
+    pub fn set_policies(&self, policies: Vec<OperatorPolicy>) {
+        if let Ok(mut p) = self.policies.write() {
+            *p = Arc::new(policies);
+        }
+    }
+
+    fn store_error(&self, operation: &str, e: &StoreError) {
+        let kind = match e {
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Protocol(_) => "protocol",
+        };
+        self.metrics.store_error(operation, kind);
+        tracing::warn!(operation, error = %e, "usage store failed");
+    }
+}
+
+/// A parsed, decoded op with the permission in effect.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The operation.
+    pub op: UserOperation,
+    /// Its EntryPoint.
+    pub entry_point: Address,
+    /// Chain id.
+    pub chain_id: u64,
+    /// userOpHash.
+    pub hash: B256,
+    /// Decoded view (with the full Kernel decoding in `detail`).
+    pub decoded: DecodedOp,
+    /// The permission from the registry, for default-mode permission ops.
+    pub registered: Option<Arc<KnownPermission>>,
+    /// The registry could not be read (store failure).
+    pub registry_failed: bool,
+    /// The clock when the op arrived.
+    pub now: u64,
+}
+
+impl Prepared {
+    /// Evaluates every policy (pure).
+    pub fn evaluate(&self, gate: &Gate, policies: &[OperatorPolicy]) -> Evaluation {
+        let kernel = self.decoded.detail.as_ref().filter(|_| self.decoded.kernel.is_some());
+        let selectors_enable: Vec<FixedBytes<4>>;
+        let session = match kernel.and_then(|k| k.nonce.as_ref()) {
+            Some(n) if n.validation_type == ValidationType::Permission => {
+                let id = n.permission_id.unwrap_or_default();
+                if n.mode == ValidationMode::Enable {
+                    let k = kernel.expect("nonce came from it");
+                    selectors_enable = k.selector_data.iter().map(|s| s.selector).collect();
+                    k.permission.as_ref().map(|p| SessionPermission {
+                        id,
+                        permission: p,
+                        selectors: &selectors_enable,
+                        source: PermissionSource::Enable,
+                    })
+                } else {
+                    self.registered.as_deref().map(|r| SessionPermission {
+                        id,
+                        permission: &r.permission,
+                        selectors: &r.stored.selectors,
+                        source: PermissionSource::Registry,
+                    })
+                }
+            }
+            _ => None,
+        };
+        let ctx = OpContext {
+            chain_id: self.chain_id,
+            entry_point: self.entry_point,
+            op: &self.op,
+            hash: self.hash,
+            kernel,
+            session,
+            now: self.now,
+        };
+        let unknown_permission = if self.registry_failed && gate.on_error == OnError::Allow {
+            OnError::Allow
+        } else {
+            gate.session.unknown_permission
+        };
+        policy::evaluate(
+            &ctx,
+            &Settings {
+                policies,
+                unknown_permission,
+                store_on_error: gate.on_error,
+            },
+        )
+    }
+}
+
+/// Parses `[userOp, entryPoint]`, looks up what the registry knows and decodes.
+pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Prepared, RpcFailure> {
+    let (raw_op, entry_point) = split_params(params)?;
+    let op = userop::parse_user_operation_for(raw_op, entry_point)
+        .map_err(|e| errors::invalid_params(format!("params[0]: {e}")))?;
+    let Some(chain_id) = chain.id else {
+        return Err(errors::internal(
+            &"the chain id is unknown, so userOpHashes cannot be computed",
+        ));
+    };
+    let hash = op
+        .hash(entry_point, chain_id)
+        .map_err(|e| errors::invalid_params(format!("params[0]: {e}")))?;
+    let now = gate.clock.now();
+    let sender = op.sender();
+    let nonce = crate::decode::decode_nonce(op.nonce()).ok();
+    let mut registry_failed = false;
+    let mut account = None;
+    let mut registered = None;
+    if let Some(n) = &nonce {
+        if n.mode == ValidationMode::Enable {
+            match gate.registry.account(chain_id, sender).await {
+                Ok(a) => account = a,
+                Err(e) => {
+                    gate.store_error("registry", &e);
+                    registry_failed = true;
+                }
+            }
+        } else if let (ValidationType::Permission, Some(pid)) = (n.validation_type, n.permission_id) {
+            match gate.registry.permission(chain_id, sender, pid).await {
+                Ok(p) => registered = p,
+                Err(e) => {
+                    gate.store_error("registry", &e);
+                    registry_failed = true;
+                }
+            }
+        }
+    }
+    let opts = DecodeOptions {
+        chain_id: Some(chain_id),
+        kernel_version: account.and_then(|a: AccountInfo| a.kernel_version),
+        root_owner: account.and_then(|a| a.root_owner),
+        ..Default::default()
+    };
+    let decoded = explain::decode_op_with(&op, entry_point, &opts);
+    Ok(Prepared {
+        op,
+        entry_point,
+        chain_id,
+        hash,
+        decoded,
+        registered,
+        registry_failed,
+        now,
+    })
+}
+
+fn split_params(params: Option<&RawValue>) -> Result<(&RawValue, Address), RpcFailure> {
+    let Some(params) = params else {
+        return Err(errors::invalid_params("params: expected [userOperation, entryPoint]"));
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(params.get())
+        .map_err(|_| errors::invalid_params("params: expected [userOperation, entryPoint]"))?;
+    let [op, ep, ..] = items.as_slice() else {
+        return Err(errors::invalid_params("params: expected [userOperation, entryPoint]"));
+    };
+    let ep: String = serde_json::from_str(ep.get())
+        .map_err(|_| errors::invalid_params("params[1]: expected an EntryPoint address"))?;
+    let ep: Address = ep
+        .parse()
+        .map_err(|_| errors::invalid_params(format!("params[1]: `{}` is not an address", truncate(&ep))))?;
+    if userop::entry_point_version(ep).is_err() {
+        return Err(errors::invalid_params(format!(
+            "params[1]: {ep:#x} is not a supported EntryPoint (v0.6, v0.7, v0.8)"
+        )));
+    }
+    Ok((op, ep))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(66).collect()
+}
 
 /// Handles one `eth_sendUserOperation` with its raw params.
-pub async fn send_user_operation(chain: &Chain, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcFailure> {
-    match chain.relay.send_user_operation(params).await {
+pub async fn send_user_operation(
+    gate: &Gate,
+    chain: &Chain,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, RpcFailure> {
+    let label = chain.label.as_str();
+    let started = Instant::now();
+    let prepared = prepare(gate, chain, params).await?;
+    gate.metrics.stage(label, Stage::Decode, started.elapsed());
+
+    let t = Instant::now();
+    let policies = gate.policies();
+    let evaluation = prepared.evaluate(gate, &policies);
+    gate.metrics.stage(label, Stage::Policy, t.elapsed());
+    let permit = evaluation
+        .into_permit()
+        .map_err(|r| reject(gate, label, &prepared, &r))?;
+
+    let t = Instant::now();
+    let charged = reserve(gate, label, &prepared, &permit).await;
+    gate.metrics.stage(label, Stage::Store, t.elapsed());
+    let charged = charged?;
+
+    let t = Instant::now();
+    let answer = chain.relay.send_user_operation(params).await;
+    gate.metrics.stage(label, Stage::Upstream, t.elapsed());
+    settle(gate, label, &prepared, charged, &answer).await;
+    match answer {
         Ok(answer) => errors::from_answer(answer),
         Err(e) => Err(errors::from_relay(&e)),
     }
+}
+
+fn reject(gate: &Gate, label: &str, p: &Prepared, r: &Rejection) -> RpcFailure {
+    gate.metrics.decision(label, "rejected", r.reason.as_str(), &r.policy);
+    tracing::info!(
+        user_op_hash = %p.hash,
+        sender = %p.op.sender(),
+        reason = r.reason.as_str(),
+        policy = %r.policy,
+        rule = %r.rule,
+        detail = %r.detail,
+        "operation rejected"
+    );
+    errors::policy(r)
+}
+
+/// Whether the op was charged (and so must be committed or refunded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charged {
+    Yes,
+    /// Already charged by an earlier send of the same hash, or relayed under `on_error = allow`.
+    No,
+}
+
+async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Result<Charged, RpcFailure> {
+    let charges: Vec<_> = permit.charges().iter().map(|c| c.charge.clone()).collect();
+    let r = Reservation {
+        op: p.hash,
+        now: p.now,
+        charges: &charges,
+        guards: permit.guards(),
+    };
+    match gate.store.reserve(&r).await {
+        Ok(Reserved::Charged) => {
+            gate.metrics.reservation(label, "charged");
+            gate.metrics.decision(label, "accepted", "none", "none");
+            Ok(Charged::Yes)
+        }
+        Ok(Reserved::AlreadyCharged) => {
+            gate.metrics.reservation(label, "already_charged");
+            gate.metrics.decision(label, "accepted", "none", "none");
+            Ok(Charged::No)
+        }
+        Ok(Reserved::Exceeded { index, used, resets_at }) => {
+            gate.metrics.reservation(label, "exceeded");
+            let planned = &permit.charges()[index.min(permit.charges().len().saturating_sub(1))];
+            let c = &planned.charge;
+            let mut rej = Rejection::new(
+                planned.origin.reason,
+                &planned.origin.policy,
+                &planned.origin.rule,
+                format!(
+                    "{} of {} already used{}; this op needs {}",
+                    used,
+                    c.limit,
+                    resets_at.map(|t| format!(" (resets at {t})")).unwrap_or_default(),
+                    c.amount
+                ),
+            );
+            if let Some(t) = resets_at {
+                rej = rej.retry_after(t.saturating_sub(p.now));
+            }
+            Err(reject(gate, label, p, &rej))
+        }
+        Ok(Reserved::NotYetAvailable { index, available_at }) => {
+            gate.metrics.reservation(label, "not_yet_available");
+            let planned = &permit.charges()[index.min(permit.charges().len().saturating_sub(1))];
+            let rej = Rejection::new(
+                planned.origin.reason,
+                &planned.origin.policy,
+                &planned.origin.rule,
+                format!("the next use is scheduled at {available_at}; now is {}", p.now),
+            )
+            .retry_after(available_at.saturating_sub(p.now));
+            Err(reject(gate, label, p, &rej))
+        }
+        Ok(Reserved::Revoked { index }) => {
+            gate.metrics.reservation(label, "revoked");
+            let guard = permit.guards().get(index).cloned().unwrap_or_default();
+            let rej = Rejection::new(
+                Reason::Revoked,
+                "revocation",
+                guard.clone(),
+                format!("{guard} is revoked"),
+            );
+            Err(reject(gate, label, p, &rej))
+        }
+        Err(e) => {
+            gate.store_error("reserve", &e);
+            if permit.allows_without_store(gate.on_error) {
+                gate.metrics.store_fallback(label, "allowed");
+                gate.metrics.decision(label, "allowed_on_store_error", "none", "none");
+                Ok(Charged::No)
+            } else {
+                gate.metrics.store_fallback(label, "rejected");
+                gate.metrics.decision(label, "rejected", "StoreUnavailable", "store");
+                Err(errors::store_unavailable())
+            }
+        }
+    }
+}
+
+/// After relaying: commit or refund, and learn what an accepted op teaches.
+async fn settle(gate: &Gate, label: &str, p: &Prepared, charged: Charged, answer: &Result<UpstreamAnswer, RelayError>) {
+    let accepted = matches!(answer, Ok(UpstreamAnswer::Result(_)));
+    let delivered_unknown = matches!(answer, Err(RelayError::OutcomeUnknown { .. }));
+    if charged == Charged::Yes {
+        if accepted {
+            match gate.store.commit(p.hash).await {
+                Ok(()) => gate.metrics.reservation(label, "committed"),
+                Err(e) => gate.store_error("commit", &e),
+            }
+        } else if !delivered_unknown {
+            match gate.store.refund(p.hash).await {
+                Ok(true) => gate.metrics.reservation(label, "refunded"),
+                Ok(false) => {}
+                Err(e) => gate.store_error("refund", &e),
+            }
+        }
+    }
+    if accepted {
+        learn(gate, p).await;
+    }
+}
+
+async fn learn(gate: &Gate, p: &Prepared) {
+    let Some(k) = p.decoded.detail.as_ref().filter(|_| p.decoded.kernel.is_some()) else {
+        return;
+    };
+    let sender = p.op.sender();
+    if let Some(d) = &k.deployment {
+        let owner = d.root_validator.as_ref().and_then(|r| r.owner);
+        if owner.is_some() || d.kernel_version.is_some() {
+            let info = AccountInfo {
+                root_owner: owner,
+                kernel_version: d.kernel_version,
+            };
+            if let Err(e) = gate.registry.put_account(p.chain_id, sender, info).await {
+                gate.store_error("registry", &e);
+            }
+        }
+    }
+    let Some(n) = &k.nonce else { return };
+    if n.mode != ValidationMode::Enable || n.validation_type != ValidationType::Permission {
+        return;
+    }
+    let (Some(pid), Some(enable), Some(permission)) = (n.permission_id, &k.enable, &k.permission) else {
+        return;
+    };
+    if let Some(signer) = permission.signer.address {
+        if let Err(e) = gate.registry.put_signer(p.chain_id, sender, signer, pid).await {
+            gate.store_error("registry", &e);
+        }
+    }
+    let stored = StoredPermission {
+        validator_data: enable.data.validator_data.clone(),
+        selectors: k.selector_data.iter().map(|s| s.selector).collect(),
+        source: Source::Enable,
+        learned_at: p.now,
+    };
+    match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
+        Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission learned from an accepted enable op"),
+        Err(e) => gate.store_error("registry", &e),
+    }
+}
+
+/// `opgate_explainUserOperation`: the decision without relaying or charging.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// What was decoded.
+    pub decoded: DecodedOp,
+    /// `accept` or `reject`.
+    pub decision: &'static str,
+    /// The rejection, if any.
+    pub rejection: Option<Rejection>,
+    /// Every rule's verdict.
+    pub verdicts: Vec<policy::RuleVerdict>,
+    /// Operator policies that matched.
+    pub matched_policies: Vec<String>,
+    /// The charges a send would reserve, with the counters' current state.
+    pub charges: Vec<ChargeView>,
+}
+
+/// A planned charge and its counter's state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeView {
+    /// Policy.
+    pub policy: String,
+    /// Rule.
+    pub rule: String,
+    /// Amount this op would use (decimal).
+    pub amount: String,
+    /// Limit (decimal).
+    pub limit: String,
+    /// Used so far in the current window (decimal), when the store answered.
+    pub used: Option<String>,
+    /// When the window resets.
+    pub resets_at: Option<u64>,
+}
+
+/// Explains what a send of this op would do.
+pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Explanation, RpcFailure> {
+    let p = prepare(gate, chain, params).await?;
+    let policies = gate.policies();
+    let mut ev = p.evaluate(gate, &policies);
+    let counters: Vec<_> = ev
+        .charges
+        .iter()
+        .map(|c| (c.charge.counter.clone(), c.charge.window))
+        .collect();
+    let usage = match gate.store.usage(&counters, p.now).await {
+        Ok(u) => Some(u),
+        Err(e) => {
+            gate.store_error("usage", &e);
+            None
+        }
+    };
+    if ev.rejection.is_none() {
+        match gate.store.revoked(&ev.guards).await {
+            Ok(Some(i)) => {
+                let g = ev.guards[i].clone();
+                ev.fail(Rejection::new(
+                    Reason::Revoked,
+                    "revocation",
+                    g.clone(),
+                    format!("{g} is revoked"),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => gate.store_error("revocation", &e),
+        }
+    }
+    let mut charges = Vec::with_capacity(ev.charges.len());
+    let mut pending: std::collections::HashMap<String, alloy_primitives::U256> = std::collections::HashMap::new();
+    for (i, c) in ev.charges.iter().enumerate() {
+        let u = usage.as_ref().and_then(|u| u.get(i));
+        let before = pending.entry(c.charge.counter.clone()).or_default();
+        if let Some(u) = u {
+            let would = u.used.saturating_add(*before).saturating_add(c.charge.amount);
+            if ev.rejection.is_none() && would > c.charge.limit {
+                let mut r = Rejection::new(
+                    c.origin.reason,
+                    &c.origin.policy,
+                    &c.origin.rule,
+                    format!(
+                        "{} of {} already used; this op needs {}",
+                        u.used, c.charge.limit, c.charge.amount
+                    ),
+                );
+                if let Some(t) = u.resets_at {
+                    r = r.retry_after(t.saturating_sub(p.now));
+                }
+                ev.rejection = Some(r);
+            }
+            if let (None, Some(at)) = (&ev.rejection, u.available_at) {
+                if at > p.now {
+                    ev.rejection = Some(
+                        Rejection::new(
+                            c.origin.reason,
+                            &c.origin.policy,
+                            &c.origin.rule,
+                            format!("the next use is scheduled at {at}; now is {}", p.now),
+                        )
+                        .retry_after(at - p.now),
+                    );
+                }
+            }
+        }
+        *before = before.saturating_add(c.charge.amount);
+        charges.push(ChargeView {
+            policy: c.origin.policy.clone(),
+            rule: c.origin.rule.clone(),
+            amount: c.charge.amount.to_string(),
+            limit: c.charge.limit.to_string(),
+            used: u.map(|u| u.used.to_string()),
+            resets_at: u.and_then(|u| u.resets_at),
+        });
+    }
+    Ok(Explanation {
+        decision: if ev.rejection.is_some() { "reject" } else { "accept" },
+        rejection: ev.rejection,
+        verdicts: ev.verdicts,
+        matched_policies: ev.matched,
+        charges,
+        decoded: p.decoded,
+    })
 }

@@ -8,6 +8,7 @@ use jsonrpsee::types::{ErrorObject, ErrorObjectOwned};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use crate::policy::{Reason, Rejection};
 use crate::relay::{AttemptFailure, RelayError, UpstreamAnswer};
 use crate::telemetry::Outcome;
 
@@ -23,6 +24,67 @@ pub mod codes {
     pub const UPSTREAM_UNAVAILABLE: i32 = -32050;
     /// An upstream may have received the operation but did not answer. Not safe to resend blindly.
     pub const UPSTREAM_OUTCOME_UNKNOWN: i32 = -32051;
+    /// The usage store did not answer and the policies say `on_error = "reject"`. Safe to retry.
+    pub const STORE_UNAVAILABLE: i32 = -32052;
+    /// EIP-7769: rejected by validation or policy.
+    pub const REJECTED: i32 = -32500;
+    /// EIP-7769: paymaster rejected.
+    pub const PAYMASTER_REJECTED: i32 = -32501;
+    /// EIP-7769: outside the time range.
+    pub const OUT_OF_TIME_RANGE: i32 = -32503;
+    /// EIP-7769: throttled (rate limit or allowance exhausted, revoked).
+    pub const THROTTLED: i32 = -32504;
+    /// EIP-7769: signature check failed.
+    pub const INVALID_SIGNATURE: i32 = -32507;
+}
+
+/// The JSON-RPC code of a policy rejection.
+pub fn policy_code(reason: Reason) -> i32 {
+    match reason {
+        Reason::OutsideTimeWindow => codes::OUT_OF_TIME_RANGE,
+        Reason::RateLimited
+        | Reason::AllowanceExceeded
+        | Reason::LifetimeUsageExceeded
+        | Reason::GasBudgetExceeded
+        | Reason::Revoked => codes::THROTTLED,
+        Reason::InvalidSignature => codes::INVALID_SIGNATURE,
+        Reason::PaymasterNotAllowed => codes::PAYMASTER_REJECTED,
+        _ => codes::REJECTED,
+    }
+}
+
+/// A policy rejection: EIP-7769 code, message naming the policy, `data` with
+/// `{ reason, policy, rule, detail, retryAfter? }`.
+pub fn policy(r: &Rejection) -> RpcFailure {
+    let mut data = json!({
+        "reason": r.reason.as_str(),
+        "policy": r.policy,
+        "rule": r.rule,
+        "detail": r.detail,
+    });
+    if let Some(secs) = r.retry_after {
+        data["retryAfter"] = json!(secs);
+    }
+    RpcFailure {
+        error: ErrorObject::owned(
+            policy_code(r.reason),
+            format!("rejected by {} ({}): {}", r.policy, r.reason.as_str(), r.detail),
+            Some(data),
+        ),
+        outcome: Outcome::Rejected,
+    }
+}
+
+/// The usage store failed and the policies do not allow relaying without it.
+pub fn store_unavailable() -> RpcFailure {
+    RpcFailure {
+        error: ErrorObject::owned(
+            codes::STORE_UNAVAILABLE,
+            "usage store unavailable; the operation was not relayed",
+            Some(json!({ "reason": "StoreUnavailable", "retryable": true })),
+        ),
+        outcome: Outcome::Rejected,
+    }
 }
 
 /// An error answer together with how it is counted.

@@ -182,6 +182,84 @@ pub struct Metrics {
     failovers: IntCounterVec,
     connections_active: IntGauge,
     connections_rejected: IntCounter,
+    decisions: DecisionMetrics,
+}
+
+/// Decision, stage-latency and store metrics (policy labels come from configuration, so they are
+/// bounded by it).
+#[derive(Clone)]
+pub struct DecisionMetrics {
+    decisions: IntCounterVec,
+    stages: HistogramVec,
+    store_errors: IntCounterVec,
+    store_fallbacks: IntCounterVec,
+    reservations: IntCounterVec,
+}
+
+impl std::fmt::Debug for DecisionMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionMetrics")
+    }
+}
+
+/// A stage of the send pipeline, as the `stage` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Parsing and decoding the op (with registry lookups).
+    Decode,
+    /// Evaluating policies.
+    Policy,
+    /// The store's reservation round trip.
+    Store,
+    /// Relaying to the upstream.
+    Upstream,
+}
+
+impl Stage {
+    /// The label text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Decode => "decode",
+            Self::Policy => "policy",
+            Self::Store => "store",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+impl DecisionMetrics {
+    /// Counts one decision: `outcome` is `accepted`, `rejected` or `allowed_on_store_error`;
+    /// `reason` and `policy` are `none` for accepted ops.
+    pub fn decision(&self, chain: &str, outcome: &str, reason: &str, policy: &str) {
+        self.decisions
+            .with_label_values(&[chain, outcome, reason, policy])
+            .inc();
+    }
+
+    /// Records a stage's duration.
+    pub fn stage(&self, chain: &str, stage: Stage, elapsed: Duration) {
+        self.stages
+            .with_label_values(&[chain, stage.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a store failure for `operation` (`reserve`, `commit`, `refund`, `registry`, `usage`,
+    /// `revocation`) of `kind` (`timeout`, `unavailable`, `protocol`).
+    pub fn store_error(&self, operation: &str, kind: &str) {
+        self.store_errors.with_label_values(&[operation, kind]).inc();
+    }
+
+    /// Counts an op decided by `on_error` because the store failed (`action`: `allowed` or
+    /// `rejected`).
+    pub fn store_fallback(&self, chain: &str, action: &str) {
+        self.store_fallbacks.with_label_values(&[chain, action]).inc();
+    }
+
+    /// Counts a reservation step result (`charged`, `already_charged`, `exceeded`,
+    /// `not_yet_available`, `revoked`, `committed`, `refunded`).
+    pub fn reservation(&self, chain: &str, result: &str) {
+        self.reservations.with_label_values(&[chain, result]).inc();
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -292,6 +370,58 @@ impl Metrics {
             .expect("valid"),
         );
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let decisions = DecisionMetrics {
+            decisions: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "decisions_total",
+                        "eth_sendUserOperation decisions, by outcome, reason and policy",
+                    ),
+                    &["chain", "outcome", "reason", "policy"],
+                )
+                .expect("valid"),
+            ),
+            stages: registered(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new("stage_duration_seconds", "Time spent in each stage of a send")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["chain", "stage"],
+                )
+                .expect("valid"),
+            ),
+            store_errors: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("store_errors_total", "Usage-store failures, by operation and kind"),
+                    &["operation", "kind"],
+                )
+                .expect("valid"),
+            ),
+            store_fallbacks: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "store_fallbacks_total",
+                        "Ops decided by on_error because the store failed, by action",
+                    ),
+                    &["chain", "action"],
+                )
+                .expect("valid"),
+            ),
+            reservations: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "reservations_total",
+                        "Usage reservation steps, by result (charged, exceeded, committed, refunded, ...)",
+                    ),
+                    &["chain", "result"],
+                )
+                .expect("valid"),
+            ),
+        };
         Self {
             registry,
             requests,
@@ -303,7 +433,13 @@ impl Metrics {
             failovers,
             connections_active,
             connections_rejected,
+            decisions,
         }
+    }
+
+    /// Decision and store metrics.
+    pub fn decisions(&self) -> DecisionMetrics {
+        self.decisions.clone()
     }
 
     /// The registry, for the exporter and for tests.

@@ -6,7 +6,10 @@
 
 mod metrics;
 
-pub use metrics::{serve_metrics, ChainMetrics, MethodLabel, Metrics, Outcome, UpstreamMetrics, UpstreamOutcome};
+pub use metrics::{
+    serve_metrics, ChainMetrics, DecisionMetrics, MethodLabel, Metrics, Outcome, Stage, UpstreamMetrics,
+    UpstreamOutcome,
+};
 
 use crate::config::LogFormat;
 

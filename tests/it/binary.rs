@@ -1,35 +1,10 @@
 //! The `opgate` binary itself: the README's serve command (embedded defaults, only `--upstream`)
 //! and graceful shutdown on SIGTERM.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Only if a test failed before the process exited: end the process this test started.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_healthy(port: u16) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("opgate did not start listening on {port}");
-}
 
 #[tokio::test]
 async fn serve_with_only_an_upstream_then_drain_on_sigterm() {

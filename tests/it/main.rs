@@ -8,4 +8,6 @@ mod config_file;
 mod dashboards;
 mod decode_cli;
 mod devnet;
+mod policy;
+mod policy_vectors;
 mod proxy;

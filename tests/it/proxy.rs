@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// A real operation (a SimpleAccount on EntryPoint v0.8), with odd spacing between the params.
+fn send_params() -> String {
+    vector_params("ep08-simple-account-batch").replacen("},\"0x", "},  \"0x", 1)
+}
+
+fn methods() -> Vec<(&'static str, String)> {
+    let mut m = vec![("eth_sendUserOperation", send_params())];
+    m.extend(METHODS.iter().map(|(k, v)| (*k, v.to_string())));
+    m
+}
+
 const METHODS: &[(&str, &str)] = &[
-    (
-        "eth_sendUserOperation",
-        r#"[{"sender":"0xAbCdEf0000000000000000000000000000000001","nonce":"0x0"},"0x0000000071727De22E5E9d8BAf0edAc6f37da032"]"#,
-    ),
     (
         "eth_estimateUserOperationGas",
         r#"[{"sender":"0x01"}, "0x0000000071727De22E5E9d8BAf0edAc6f37da032", {"0x01":{"balance":"0x1"}}]"#,
@@ -40,7 +47,8 @@ async fn results_and_params_pass_through_byte_for_byte() {
     let result = r#"{"z":1,  "a":[ "0xABCdef", 123456789012345678901234567890, null ], "nested":{"k":"v"}}"#;
     let upstream = FakeBundler::answering(result).await;
     let opgate = Opgate::in_front_of(&[upstream.url()]).await;
-    for (method, params) in METHODS {
+    let methods = methods();
+    for (method, params) in &methods {
         let body = format!(r#"{{"jsonrpc":"2.0","id":"abc-{method}","method":"{method}","params":{params}}}"#);
         let (status, text) = post(&opgate.url("/"), body).await;
         assert_eq!(status, 200, "{method}: {text}");
@@ -49,12 +57,12 @@ async fn results_and_params_pass_through_byte_for_byte() {
         assert_eq!(v["id"], format!("abc-{method}"), "the client's id comes back");
     }
     let received = upstream.received();
-    assert_eq!(received.len(), METHODS.len());
-    for ((method, params), got) in METHODS.iter().zip(&received) {
+    assert_eq!(received.len(), methods.len());
+    for ((method, params), got) in methods.iter().zip(&received) {
         assert_eq!(&got.method, method);
         assert_eq!(
             got.params.as_deref(),
-            Some(*params),
+            Some(params.as_str()),
             "{method}: params reach the upstream unchanged"
         );
     }
@@ -87,7 +95,12 @@ async fn upstream_errors_pass_through_with_code_message_and_data() {
             "eth_estimateUserOperationGas",
             "pimlico_getUserOperationGasPrice",
         ] {
-            let v = call(&opgate.url("/"), method, "[]").await;
+            let params = if method == "eth_sendUserOperation" {
+                vector_params("ep08-simple-account-batch")
+            } else {
+                "[]".to_string()
+            };
+            let v = call(&opgate.url("/"), method, &params).await;
             let want: serde_json::Value = serde_json::from_str(error).unwrap();
             assert_eq!(v["error"], want, "{method}");
             assert!(v.get("result").is_none());
@@ -118,13 +131,19 @@ async fn batches_answer_every_call_in_order() {
         FakeBundler::start(|r| Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{}"}}"#, r.method)))
             .await;
     let opgate = Opgate::in_front_of(&[upstream.url()]).await;
-    let body = r#"[
-        {"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]},
-        {"jsonrpc":"2.0","id":"two","method":"debug_bundler_clearState","params":[]},
-        {"jsonrpc":"2.0","id":3,"method":"eth_sendUserOperation","params":[{},"0x01"]},
-        {"jsonrpc":"2.0","id":4,"method":"pimlico_getUserOperationGasPrice","params":[]},
-        {"jsonrpc":"2.0","id":5,"method":"eth_sendUserOperation","params":[{"n":2},"0x01"]}
-    ]"#;
+    let (op_a, op_b) = (
+        vector_params("ep08-simple-account-batch"),
+        vector_params("ep08-simple-account-deploy"),
+    );
+    let body = format!(
+        r#"[
+        {{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}},
+        {{"jsonrpc":"2.0","id":"two","method":"debug_bundler_clearState","params":[]}},
+        {{"jsonrpc":"2.0","id":3,"method":"eth_sendUserOperation","params":{op_a}}},
+        {{"jsonrpc":"2.0","id":4,"method":"pimlico_getUserOperationGasPrice","params":[]}},
+        {{"jsonrpc":"2.0","id":5,"method":"eth_sendUserOperation","params":{op_b}}}
+    ]"#
+    );
     let (status, text) = post(&opgate.url("/"), body).await;
     assert_eq!(status, 200);
     let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
@@ -142,13 +161,7 @@ async fn batches_answer_every_call_in_order() {
         .filter(|r| r.method == "eth_sendUserOperation")
         .map(|r| r.params)
         .collect();
-    assert_eq!(
-        sends,
-        vec![
-            Some(r#"[{},"0x01"]"#.to_string()),
-            Some(r#"[{"n":2},"0x01"]"#.to_string())
-        ]
-    );
+    assert_eq!(sends, vec![Some(op_a), Some(op_b)]);
     assert!(!upstream.received().iter().any(|r| r.method.starts_with("debug_")));
 }
 
@@ -283,7 +296,12 @@ async fn a_send_never_reaches_a_second_upstream_once_the_first_may_have_it() {
     ] {
         let toml = format!("[[chains]]\nid = 1\nupstreams = [{first_url}, \"{}\"]\n", second.url());
         let opgate = Opgate::start_toml(&toml).await;
-        let v = call(&opgate.url("/"), "eth_sendUserOperation", r#"[{},"0x01"]"#).await;
+        let v = call(
+            &opgate.url("/"),
+            "eth_sendUserOperation",
+            &vector_params("ep08-simple-account-batch"),
+        )
+        .await;
         assert_eq!(v["error"]["code"], -32051, "{v}");
         assert_eq!(v["error"]["data"]["reason"], "UpstreamOutcomeUnknown");
         assert_eq!(v["error"]["data"]["retryable"], false);
@@ -303,7 +321,12 @@ async fn a_send_moves_on_when_the_first_upstream_cannot_have_received_it() {
     let rate_limited = FakeBundler::start(|_| Reply::Status(429, "slow down".into())).await;
     let second = FakeBundler::answering(r#""0xhash""#).await;
     let opgate = Opgate::in_front_of(&[closed_port_url().await, rate_limited.url(), second.url()]).await;
-    let v = call(&opgate.url("/"), "eth_sendUserOperation", r#"[{},"0x01"]"#).await;
+    let v = call(
+        &opgate.url("/"),
+        "eth_sendUserOperation",
+        &vector_params("ep08-simple-account-batch"),
+    )
+    .await;
     assert_eq!(v["result"], "0xhash", "{v}");
     assert_eq!(second.received().len(), 1);
 }
@@ -340,7 +363,12 @@ async fn no_upstream_answers_gives_a_clear_retryable_error() {
         v["error"]["message"].as_str().unwrap().contains("connection failed"),
         "{v}"
     );
-    let v = call(&down.url("/"), "eth_sendUserOperation", r#"[{},"0x01"]"#).await;
+    let v = call(
+        &down.url("/"),
+        "eth_sendUserOperation",
+        &vector_params("ep08-simple-account-batch"),
+    )
+    .await;
     assert_eq!(
         v["error"]["code"], -32050,
         "a refused connection delivered nothing: retryable"
@@ -464,7 +492,7 @@ async fn metrics_count_requests_by_method_and_outcome() {
     call(&opgate.url("/"), "eth_chainId", "[]").await;
     call(&opgate.url("/"), "eth_chainId", "[]").await;
     call(&opgate.url("/"), "eth_estimateUserOperationGas", "[]").await;
-    call(&opgate.url("/"), "eth_sendUserOperation", "[]").await;
+    call(&opgate.url("/"), "eth_sendUserOperation", &send_params()).await;
     call(&opgate.url("/"), "not_a_method_0x1234", "[]").await;
     let m = opgate.metrics().await;
     let count = |method: &str, outcome: &str| {

@@ -192,11 +192,16 @@ impl Opgate {
     }
 
     pub async fn start(config: Config) -> Self {
+        Self::start_with_clock(config, Arc::new(opgate::clock::SystemClock)).await
+    }
+
+    /// Starts opgate with a given clock.
+    pub async fn start_with_clock(config: Config, clock: Arc<dyn opgate::clock::Clock>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics_addr = metrics_listener.local_addr().unwrap();
-        let app = App::build(config).await.expect("opgate builds");
+        let app = App::build_with_clock(config, clock).await.expect("opgate builds");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(listener, Some(metrics_listener), async move {
@@ -302,4 +307,60 @@ pub fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Deletes every Redis key under a test's prefix (the store wraps it in a hash tag).
+pub fn redis_cleanup(prefix: &str) {
+    let pattern = format!("{{{prefix}}}*");
+    let keys = std::process::Command::new("redis-cli")
+        .args(["--scan", "--pattern", &pattern])
+        .output()
+        .expect("redis-cli runs");
+    let keys: Vec<String> = String::from_utf8_lossy(&keys.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|k| !k.is_empty())
+        .collect();
+    for chunk in keys.chunks(500) {
+        let _ = std::process::Command::new("redis-cli").arg("del").args(chunk).output();
+    }
+}
+
+/// The RPC form and EntryPoint of a recorded vector, as `eth_sendUserOperation` params text.
+pub fn vector_params(name: &str) -> String {
+    let v = vector(name);
+    serde_json::json!([v["userOperation"], v["entryPoint"]["address"]]).to_string()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub async fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A child process this test started; killed (by its own handle) if the test ends early.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `port` (bounded: 10 s).
+pub async fn wait_healthy(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing started listening on {port}");
+}
+
+/// A recorded vector's JSON.
+pub fn vector(name: &str) -> Value {
+    let path = format!("{}/tests/data/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -1,0 +1,743 @@
+//! A session key's own Kernel permission, evaluated with the deployed contracts' semantics
+//! (spec §2.3, §4, §8): the permission flag, the policy-signature segments, each installed policy
+//! in order (CallPolicy 0.0.1–0.0.5, GasPolicy, RateLimitPolicy and its reset variant,
+//! TimestampPolicy, SudoPolicy, SignaturePolicy), the signer, and the selector grant.
+//!
+//! Stateful policies (GasPolicy's remaining allowance, RateLimitPolicy's schedule) are mirrored by
+//! counters keyed by chain, account, permission id and policy index; they are planned here and
+//! checked by the store in the same atomic step as every other counter. They track the ops that
+//! went through opgate; ops sent around it consume the on-chain state without opgate seeing them.
+
+use alloy_primitives::{keccak256, Address, FixedBytes, U256};
+
+use super::words::word_at;
+use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection, Settings};
+use crate::config::OnError;
+use crate::decode::calls::{ExecCallType, KERNEL_EXECUTE};
+use crate::decode::ecdsa::{recover, recover_eip191};
+use crate::decode::permission::SignerKind;
+use crate::decode::policy::PermissionCallType;
+use crate::decode::signature::strip_replayable;
+use crate::decode::{
+    assign_inner_policy_signatures, CallPermission, KernelDecoded, ParamCondition, ParamRule, PolicyParams,
+    ValidationMode, ValidationType,
+};
+use crate::store::{Charge, Window};
+use crate::userop::EntryPointVersion;
+
+/// The `policy` name of a Kernel policy: `session:call`, `session:gas`, ….
+pub fn policy_name(params: &PolicyParams) -> &'static str {
+    match params {
+        PolicyParams::Call { .. } => "session:call",
+        PolicyParams::Gas { .. } => "session:gas",
+        PolicyParams::RateLimit { .. } => "session:rate-limit",
+        PolicyParams::RateLimitReset { .. } => "session:rate-limit-reset",
+        PolicyParams::Timestamp { .. } => "session:timestamp",
+        PolicyParams::Sudo => "session:sudo",
+        PolicyParams::SignatureCaller { .. } => "session:signature-caller",
+        PolicyParams::Unknown { .. } => "session:unknown",
+        PolicyParams::Invalid { .. } => "session:invalid",
+    }
+}
+
+const SESSION: &str = "session";
+
+/// The counter mirroring the state of policy `index` of permission `pid` (`what`: `gas`, `rate`,
+/// `rate-reset`).
+pub fn session_counter(chain_id: u64, account: Address, pid: FixedBytes<4>, index: usize, what: &str) -> String {
+    format!("k:{chain_id}:{}:{pid}:{index}:{what}", hex_addr(account))
+}
+
+/// Checks what a Kernel op's validation checks, for session keys (and enable approvals).
+pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Evaluation) -> Result<(), Rejection> {
+    let Some(k) = ctx.kernel else {
+        return Ok(());
+    };
+    let Some(n) = &k.nonce else {
+        return Ok(());
+    };
+    if n.mode == ValidationMode::Enable {
+        enable_approval(k, ev)?;
+    }
+    if n.validation_type != ValidationType::Permission {
+        return Ok(());
+    }
+    let pid = n.permission_id.unwrap_or_default();
+    let Some(s) = ctx.session else {
+        let detail = format!(
+            "permission {pid} of account {} is not known to opgate: it was not enabled through it and \
+             was not registered",
+            hex_addr(ctx.sender())
+        );
+        if settings.unknown_permission == OnError::Reject {
+            return Err(Rejection::new(Reason::UnknownPermission, SESSION, "registry", detail));
+        }
+        ev.verdict(SESSION, "registry", "not-evaluated", Some(detail));
+        return Ok(());
+    };
+    let p = s.permission;
+    if p.skips_user_op() {
+        return Err(Rejection::new(
+            Reason::PermissionNotForUserOps,
+            SESSION,
+            "permissionFlag",
+            format!("permission {pid} is flagged {} (not for UserOperations)", p.flag),
+        ));
+    }
+    if let Some(stub) = &k.stub {
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "signature",
+            format!("the signature is an SDK stub ({stub:?}) for gas estimation, not a signature"),
+        ));
+    }
+    let assignment = match &k.policy_signatures {
+        Some(a) => Ok(a.clone()),
+        None => {
+            let (_, inner) = strip_replayable(ctx.op.signature());
+            let inner = if n.mode == ValidationMode::Enable {
+                k.enable
+                    .as_ref()
+                    .map(|e| e.data.user_op_sig.to_vec())
+                    .unwrap_or_default()
+            } else {
+                inner.to_vec()
+            };
+            assign_inner_policy_signatures(&inner, p.policies.len())
+        }
+    };
+    let assignment = assignment.map_err(|e| {
+        Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "signature.policySegments",
+            format!("the permission signature cannot be split into policy segments: {e}"),
+        )
+    })?;
+    ev.pass(SESSION, "signature.policySegments");
+
+    let mut valid_after = 0u64;
+    let mut valid_until = u64::MAX;
+    for (i, policy) in p.policies.iter().enumerate() {
+        let name = policy_name(&policy.params);
+        let rule = format!("policies[{i}]");
+        if policy.skips_user_op() {
+            ev.verdict(
+                name,
+                rule,
+                "skipped",
+                Some(format!("flag {} skips UserOperations", policy.flag)),
+            );
+            continue;
+        }
+        match &policy.params {
+            PolicyParams::Call { permissions } => {
+                call_policy(ctx, k, policy.version.unwrap_or("0.0.4"), permissions, &rule)?;
+                ev.pass(name, rule);
+            }
+            PolicyParams::Gas {
+                allowed,
+                enforce_paymaster,
+                allowed_paymaster,
+            } => {
+                let amount = gas_policy_amount(ctx).ok_or_else(|| {
+                    Rejection::new(
+                        Reason::GasBudgetExceeded,
+                        name,
+                        &rule,
+                        "the op's gas limits times maxFeePerGas overflow (GasPolicy reverts)",
+                    )
+                })?;
+                if *enforce_paymaster && !allowed_paymaster.is_zero() && ctx.op.paymaster() != Some(*allowed_paymaster)
+                {
+                    return Err(Rejection::new(
+                        Reason::PaymasterNotAllowed,
+                        name,
+                        rule,
+                        format!("GasPolicy requires paymaster {}", hex_addr(*allowed_paymaster)),
+                    ));
+                }
+                let allowed = U256::from(*allowed);
+                if amount > allowed {
+                    return Err(Rejection::new(
+                        Reason::GasBudgetExceeded,
+                        name,
+                        rule,
+                        format!("the op's maximum gas cost {amount} wei exceeds the GasPolicy allowance {allowed} wei"),
+                    ));
+                }
+                plan(
+                    ev,
+                    ctx,
+                    i,
+                    "gas",
+                    amount,
+                    allowed,
+                    Window::Lifetime,
+                    name,
+                    &rule,
+                    Reason::GasBudgetExceeded,
+                    settings,
+                );
+                ev.pass(name, rule);
+            }
+            PolicyParams::RateLimit {
+                interval,
+                count,
+                start_at,
+            } => {
+                if *count == 0 {
+                    return Err(Rejection::new(
+                        Reason::RateLimited,
+                        name,
+                        rule,
+                        "RateLimitPolicy allows 0 ops",
+                    ));
+                }
+                let window = Window::Schedule {
+                    start_at: *start_at,
+                    interval: *interval,
+                };
+                plan(
+                    ev,
+                    ctx,
+                    i,
+                    "rate",
+                    U256::from(1),
+                    U256::from(*count),
+                    window,
+                    name,
+                    &rule,
+                    Reason::RateLimited,
+                    settings,
+                );
+                ev.pass(name, rule);
+            }
+            PolicyParams::RateLimitReset {
+                interval,
+                initial_count,
+            } => {
+                if *initial_count == 0 || *interval == 0 {
+                    return Err(Rejection::new(
+                        Reason::RateLimited,
+                        name,
+                        rule,
+                        "RateLimitPolicy (reset) allows 0 ops per period",
+                    ));
+                }
+                let window = Window::Anchored { period: *interval };
+                plan(
+                    ev,
+                    ctx,
+                    i,
+                    "rate-reset",
+                    U256::from(1),
+                    U256::from(*initial_count),
+                    window,
+                    name,
+                    &rule,
+                    Reason::RateLimited,
+                    settings,
+                );
+                ev.pass(name, rule);
+            }
+            PolicyParams::Timestamp {
+                valid_after: after,
+                valid_until: until,
+            } => {
+                valid_after = valid_after.max(*after);
+                if *until != 0 {
+                    valid_until = valid_until.min(*until);
+                }
+                ev.pass(name, rule);
+            }
+            PolicyParams::Sudo | PolicyParams::SignatureCaller { .. } => ev.pass(name, rule),
+            PolicyParams::Unknown { .. } => ev.verdict(
+                name,
+                rule,
+                "not-evaluated",
+                Some(format!(
+                    "{} is not a known policy; the chain will evaluate it",
+                    hex_addr(policy.address)
+                )),
+            ),
+            PolicyParams::Invalid { error, .. } => {
+                return Err(Rejection::new(
+                    Reason::InvalidPermission,
+                    name,
+                    rule,
+                    format!("the policy's install data is invalid ({error}); its install reverts"),
+                ))
+            }
+        }
+    }
+    time_window(ctx, valid_after, valid_until)?;
+    signer(ctx, k, p, &assignment.signer_signature, ev)?;
+    selector_gate(ctx, s.selectors)?;
+    Ok(())
+}
+
+fn enable_approval(k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejection> {
+    let Some(e) = &k.enable else {
+        let why = k
+            .errors
+            .iter()
+            .find(|e| e.part == "enable")
+            .map(|e| e.error.to_string())
+            .unwrap_or_else(|| "missing".into());
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "enable",
+            format!("enable-mode signature cannot be decoded: {why}"),
+        ));
+    };
+    if e.merkle_proof_valid == Some(false) {
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "enable.merkleProof",
+            "the enable digest is not a leaf of the signed multi-chain Merkle root",
+        ));
+    }
+    match e.approved {
+        Some(false) => Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "enable.signature",
+            format!(
+                "the enable data is not signed by the account's root validator owner (recovered {})",
+                e.approver.map(hex_addr).unwrap_or_else(|| "nothing".into())
+            ),
+        )),
+        Some(true) => {
+            ev.pass(SESSION, "enable.signature");
+            Ok(())
+        }
+        None => {
+            ev.verdict(
+                SESSION,
+                "enable.signature",
+                "not-evaluated",
+                Some("the root validator's owner is not known here; the chain will check the approval".into()),
+            );
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    ev: &mut Evaluation,
+    ctx: &OpContext<'_>,
+    index: usize,
+    what: &str,
+    amount: U256,
+    limit: U256,
+    window: Window,
+    policy: &str,
+    rule: &str,
+    reason: Reason,
+    settings: &Settings<'_>,
+) {
+    let pid = ctx.permission_id().unwrap_or_default();
+    ev.charges.push(Planned {
+        charge: Charge {
+            counter: session_counter(ctx.chain_id, ctx.sender(), pid, index, what),
+            amount,
+            limit,
+            window,
+        },
+        origin: ChargeOrigin {
+            policy: policy.to_string(),
+            rule: rule.to_string(),
+            reason,
+            on_error: settings.store_on_error,
+        },
+    });
+}
+
+/// GasPolicy's `uint128((preVerificationGas + verificationGasLimit + callGasLimit) * maxFeePerGas)`:
+/// checked arithmetic (an overflow reverts: `None`), then truncated to 128 bits.
+fn gas_policy_amount(ctx: &OpContext<'_>) -> Option<U256> {
+    let op = ctx.op;
+    let sum = op
+        .pre_verification_gas()
+        .checked_add(op.verification_gas_limit())?
+        .checked_add(op.call_gas_limit())?;
+    let product = sum.checked_mul(op.max_fee_per_gas())?;
+    Some(product & U256::from(u128::MAX))
+}
+
+/// The EntryPoint's time check on the intersected validity window: v0.6/v0.7 accept
+/// `validAfter ≤ now ≤ validUntil`, v0.8 `validAfter < now ≤ validUntil`.
+fn time_window(ctx: &OpContext<'_>, valid_after: u64, valid_until: u64) -> Result<(), Rejection> {
+    let now = ctx.now;
+    let not_yet = match ctx.version() {
+        EntryPointVersion::V08 => now <= valid_after,
+        _ => now < valid_after,
+    };
+    if not_yet {
+        let wait = valid_after + u64::from(ctx.version() == EntryPointVersion::V08) - now;
+        return Err(Rejection::new(
+            Reason::OutsideTimeWindow,
+            "session:timestamp",
+            "validAfter",
+            format!("the session is valid from {valid_after}; now is {now}"),
+        )
+        .retry_after(wait));
+    }
+    if now > valid_until {
+        return Err(Rejection::new(
+            Reason::OutsideTimeWindow,
+            "session:timestamp",
+            "validUntil",
+            format!("the session expired at {valid_until}; now is {now}"),
+        ));
+    }
+    Ok(())
+}
+
+fn signer(
+    ctx: &OpContext<'_>,
+    k: &KernelDecoded,
+    p: &crate::decode::Permission,
+    sig: &[u8],
+    ev: &mut Evaluation,
+) -> Result<(), Rejection> {
+    match p.signer.kind {
+        SignerKind::Ecdsa => {
+            let Some(expected) = p.signer.address else {
+                return Err(Rejection::new(
+                    Reason::InvalidPermission,
+                    SESSION,
+                    "signer",
+                    "the ECDSA signer has no address",
+                ));
+            };
+            let hash = if k.replayable {
+                ctx.op.replayable_hash(ctx.entry_point).unwrap_or(ctx.hash)
+            } else {
+                ctx.hash
+            };
+            let ok = recover(&hash, sig).ok() == Some(expected) || recover_eip191(&hash, sig).ok() == Some(expected);
+            if ok {
+                ev.pass(SESSION, "signer");
+                Ok(())
+            } else {
+                Err(Rejection::new(
+                    Reason::InvalidSignature,
+                    SESSION,
+                    "signer",
+                    format!(
+                        "the signature over the userOpHash is not by session key {}",
+                        hex_addr(expected)
+                    ),
+                ))
+            }
+        }
+        // WebAuthn and unknown signers are left to the chain: a forged op is refused by the
+        // bundler's simulation and its reservation refunded.
+        _ => {
+            ev.verdict(
+                SESSION,
+                "signer",
+                "not-evaluated",
+                Some(format!(
+                    "signer contract {} is verified by the chain, not by opgate",
+                    hex_addr(p.signer.contract)
+                )),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Kernel's selector gate for non-root validations (spec §2.3 step 7). Checked only when the
+/// granted selectors are known.
+fn selector_gate(ctx: &OpContext<'_>, granted: &[FixedBytes<4>]) -> Result<(), Rejection> {
+    if granted.is_empty() {
+        return Ok(());
+    }
+    let data = ctx.op.call_data();
+    let Some(sel) = data.get(..4) else {
+        return Err(Rejection::new(
+            Reason::SelectorNotGranted,
+            SESSION,
+            "selector",
+            "call data shorter than a selector",
+        ));
+    };
+    let sel = FixedBytes::<4>::from_slice(sel);
+    let inner = (sel.0 == crate::decode::calls::EXECUTE_USER_OP)
+        .then(|| data.get(4..8).map(FixedBytes::<4>::from_slice))
+        .flatten();
+    if granted.contains(&sel) || inner.is_some_and(|i| granted.contains(&i)) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Reason::SelectorNotGranted,
+        SESSION,
+        "selector",
+        format!("selector {sel} is not granted to the permission"),
+    ))
+}
+
+/// One failure inside CallPolicy.
+fn call_fail(reason: Reason, rule: String, detail: String) -> Rejection {
+    Rejection::new(reason, "session:call", rule, detail)
+}
+
+/// CallPolicy `checkUserOpPolicy` of the given release over every call of the op.
+fn call_policy(
+    ctx: &OpContext<'_>,
+    k: &KernelDecoded,
+    version: &str,
+    perms: &[CallPermission],
+    rule: &str,
+) -> Result<(), Rejection> {
+    let data = ctx.op.call_data();
+    if data.get(..4) != Some(&KERNEL_EXECUTE[..]) {
+        return Err(call_fail(
+            Reason::CallPolicyViolated,
+            rule.to_string(),
+            "CallPolicy accepts only execute(bytes32,bytes) call data (executeUserOp and other entry points revert)"
+                .into(),
+        ));
+    }
+    let Some(calls) = &k.calls else {
+        return Err(call_fail(
+            Reason::InvalidCallData,
+            rule.to_string(),
+            "the execute call data cannot be decoded".into(),
+        ));
+    };
+    let v = CallPolicyVersion::parse(version);
+    match calls.call_type {
+        Some(ExecCallType::Single | ExecCallType::Batch) => {
+            for (j, c) in calls.calls.iter().enumerate() {
+                check_call(v, perms, PermissionCallType::Call, c.target, &c.data, c.value, rule, j)?;
+            }
+            Ok(())
+        }
+        Some(ExecCallType::DelegateCall) => {
+            let Some(c) = calls.calls.first() else {
+                return Err(call_fail(
+                    Reason::InvalidCallData,
+                    rule.into(),
+                    "empty delegatecall".into(),
+                ));
+            };
+            if v.decodes_delegatecall_as_single() {
+                // 0.0.1 / 0.0.2 read `target(20) ‖ value(32) ‖ data` even for delegatecall.
+                let Some(value) = c.data.get(..32).map(U256::from_be_slice) else {
+                    return Err(call_fail(
+                        Reason::InvalidCallData,
+                        rule.into(),
+                        format!(
+                            "CallPolicy {version} decodes the delegatecall as a single call and reverts on its length"
+                        ),
+                    ));
+                };
+                check_call(
+                    v,
+                    perms,
+                    PermissionCallType::DelegateCall,
+                    c.target,
+                    &c.data[32..],
+                    value,
+                    rule,
+                    0,
+                )
+            } else {
+                check_call(
+                    v,
+                    perms,
+                    PermissionCallType::DelegateCall,
+                    c.target,
+                    &c.data,
+                    U256::ZERO,
+                    rule,
+                    0,
+                )
+            }
+        }
+        Some(ExecCallType::Static) | None => Err(call_fail(
+            Reason::CallPolicyViolated,
+            rule.into(),
+            "CallPolicy reverts with InvalidCallType for this call type".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CallPolicyVersion {
+    V1,
+    V2,
+    V3,
+    V4,
+    V5,
+}
+
+impl CallPolicyVersion {
+    fn parse(v: &str) -> Self {
+        match v {
+            "0.0.1" => Self::V1,
+            "0.0.2" => Self::V2,
+            "0.0.3" => Self::V3,
+            "0.0.5" => Self::V5,
+            _ => Self::V4,
+        }
+    }
+
+    fn decodes_delegatecall_as_single(self) -> bool {
+        self <= Self::V2
+    }
+
+    fn missing_error(self) -> &'static str {
+        match self {
+            Self::V1 => "ABI decoding of an empty permission (empty revert)",
+            Self::V5 => "CallViolatesTargetRule()",
+            _ => "InvalidCallData()",
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_call(
+    v: CallPolicyVersion,
+    perms: &[CallPermission],
+    call_type: PermissionCallType,
+    target: Address,
+    data: &[u8],
+    value: U256,
+    rule: &str,
+    index: usize,
+) -> Result<(), Rejection> {
+    let selector = match data.len() {
+        0 if v == CallPolicyVersion::V1 => {
+            return Err(call_fail(
+                Reason::CallPolicyViolated,
+                rule.into(),
+                format!("calls[{index}]: CallPolicy 0.0.1 cannot check a call with empty data (plain transfer)"),
+            ))
+        }
+        0 => FixedBytes::<4>::ZERO,
+        1..=3 => {
+            return Err(call_fail(
+                Reason::InvalidCallData,
+                rule.into(),
+                format!(
+                    "calls[{index}]: call data of {} bytes (CallPolicy reverts reading a selector)",
+                    data.len()
+                ),
+            ))
+        }
+        _ => FixedBytes::<4>::from_slice(&data[..4]),
+    };
+    let find = |t: Address| {
+        perms
+            .iter()
+            .position(|p| p.call_type == call_type && p.target == t && p.selector == selector)
+    };
+    let found = find(target).or_else(|| (v >= CallPolicyVersion::V2).then(|| find(Address::ZERO)).flatten());
+    let Some(pi) = found else {
+        let kind = if call_type == PermissionCallType::DelegateCall {
+            "delegatecall"
+        } else {
+            "call"
+        };
+        return Err(call_fail(
+            Reason::CallPolicyViolated,
+            rule.into(),
+            format!(
+                "calls[{index}]: no permission for {kind} to {} with selector {selector} ({})",
+                hex_addr(target),
+                v.missing_error()
+            ),
+        ));
+    };
+    let perm = &perms[pi];
+    let prule = format!("{rule}.permissions[{pi}]");
+    if value > perm.value_limit {
+        return Err(call_fail(
+            Reason::MaxValueExceeded,
+            prule,
+            format!(
+                "calls[{index}]: value {value} exceeds the permission's valueLimit {}",
+                perm.value_limit
+            ),
+        ));
+    }
+    for (ri, r) in perm.rules.iter().enumerate() {
+        if let Err(why) = check_rule(v, r, data) {
+            return Err(call_fail(
+                Reason::ConditionFailed,
+                format!("{prule}.rules[{ri}]"),
+                format!("calls[{index}]: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_rule(v: CallPolicyVersion, r: &ParamRule, data: &[u8]) -> Result<(), String> {
+    let param = word_at(data, r.offset).ok_or_else(|| format!("no argument word at offset {} (reverts)", r.offset))?;
+    let first = r.params.first().map(|p| U256::from_be_bytes(p.0)).unwrap_or_default();
+    let ok = match r.condition {
+        ParamCondition::Equal => param == first,
+        ParamCondition::GreaterThan => param > first,
+        ParamCondition::LessThan => param < first,
+        ParamCondition::GreaterThanOrEqual => param >= first,
+        ParamCondition::LessThanOrEqual => param <= first,
+        ParamCondition::NotEqual => param != first,
+        ParamCondition::OneOf => r.params.iter().any(|p| U256::from_be_bytes(p.0) == param),
+        ParamCondition::SliceEqual if v == CallPolicyVersion::V5 => return slice_equal(r, data),
+        // Older releases have no such condition: the rule is not checked.
+        ParamCondition::SliceEqual => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "argument at offset {} is {param:#x}, which fails {:?} {first:#x}",
+            r.offset, r.condition
+        ))
+    }
+}
+
+/// SLICE_EQUAL (0.0.5): the head word is an offset (from byte 4) to a `bytes`/`string` argument;
+/// `keccak(arg[start .. start + length])` must equal `params[2]`. Reads that the contract would
+/// take from beyond the call's own data are refused here.
+fn slice_equal(r: &ParamRule, data: &[u8]) -> Result<(), String> {
+    let [start, length, expected] = r.params.as_slice() else {
+        return Err("SLICE_EQUAL needs exactly 3 params (reverts)".into());
+    };
+    let short = || "the sliced argument lies outside the call data".to_string();
+    let rel = word_at(data, r.offset).ok_or_else(short)?;
+    let rel = u64::try_from(rel).map_err(|_| short())?;
+    let len = word_at(data, rel).ok_or_else(short)?;
+    let start = U256::from_be_bytes(start.0);
+    let length = U256::from_be_bytes(length.0);
+    if len < start.saturating_add(length) {
+        return Err("the argument is shorter than start + length (ParamTooShort)".into());
+    }
+    let (s, l) = (
+        usize::try_from(start).map_err(|_| short())?,
+        usize::try_from(length).map_err(|_| short())?,
+    );
+    let from = usize::try_from(rel)
+        .ok()
+        .and_then(|r| r.checked_add(4 + 32))
+        .and_then(|b| b.checked_add(s))
+        .ok_or_else(short)?;
+    let slice = data
+        .get(from..from.checked_add(l).ok_or_else(short)?)
+        .ok_or_else(short)?;
+    if keccak256(slice) == *expected {
+        Ok(())
+    } else {
+        Err("the argument slice does not hash to the expected value".into())
+    }
+}

@@ -1,0 +1,433 @@
+//! The operator's `[[policies]]`: every policy whose `match` selects the op applies, in file order.
+//!
+//! Pure checks (time window, per-op gas cap, call rules, per-use maxima, parameter conditions)
+//! refuse at once; cumulative limits become planned charges, keyed by the policy's counter scope:
+//!
+//! | scope | counter key part |
+//! |---|---|
+//! | `session` | chain, account, validation (`p<permissionId>`, `v<validator>` or `root`) |
+//! | `sender` | chain, account |
+//! | `policy` | chain |
+//!
+//! with the chain replaced by `*` when `shared_across_chains = true`. Calls are matched against
+//! `calls` rules in order, the first rule whose target, selector and call type match deciding.
+
+use alloy_primitives::{Address, FixedBytes, U256};
+
+use super::words::{arg, token_amount};
+use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection};
+use crate::config::{
+    Budget, CallRule, CounterScope, OperatorPolicy, PolicyMatch, RuleCallType, Token, TransferRule, Windows,
+};
+use crate::decode::{Call, CallDataFormat, CallKind};
+use crate::store::{Charge, Window};
+
+/// Who an operator policy is asked about: an op, or a session-state query (where the EntryPoint
+/// and paymaster are not known and do not restrict the match).
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Account.
+    pub sender: Address,
+    /// Validation (`p<pid>`, `v<validator>`, `root`) for session-scoped counters.
+    pub validation: ValidationKey,
+    /// Permission id.
+    pub permission_id: Option<FixedBytes<4>>,
+    /// Session key.
+    pub signer: Option<Address>,
+    /// EntryPoint (`None`: not known).
+    pub entry_point: Option<Address>,
+    /// Paymaster: `Some(None)` for an op without one; `None` when not known.
+    pub paymaster: Option<Option<Address>>,
+}
+
+/// The validation a session-scoped counter is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationKey {
+    /// A permission.
+    Permission(FixedBytes<4>),
+    /// A validator.
+    Validator(Address),
+    /// The root validator.
+    Root,
+}
+
+impl std::fmt::Display for ValidationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Permission(pid) => write!(f, "p{pid}"),
+            Self::Validator(v) => write!(f, "v{}", hex_addr(*v)),
+            Self::Root => f.write_str("root"),
+        }
+    }
+}
+
+impl Subject {
+    /// The subject of an op.
+    pub fn of(ctx: &OpContext<'_>) -> Self {
+        let n = ctx.kernel.and_then(|k| k.nonce.as_ref());
+        let validation = match n.map(|n| (n.permission_id, n.validator)) {
+            Some((Some(pid), _)) => ValidationKey::Permission(pid),
+            Some((None, Some(v))) => ValidationKey::Validator(v),
+            _ => ValidationKey::Root,
+        };
+        Self {
+            chain_id: ctx.chain_id,
+            sender: ctx.sender(),
+            validation,
+            permission_id: ctx.permission_id(),
+            signer: ctx.session_signer(),
+            entry_point: Some(ctx.entry_point),
+            paymaster: Some(ctx.op.paymaster()),
+        }
+    }
+}
+
+/// Whether `p` applies to `s`.
+pub fn matches_subject(p: &OperatorPolicy, s: &Subject) -> bool {
+    let m: &PolicyMatch = &p.matcher;
+    m.chains.as_ref().is_none_or(|l| l.contains(&s.chain_id))
+        && m.entry_points
+            .as_ref()
+            .is_none_or(|l| s.entry_point.is_none_or(|ep| l.contains(&ep)))
+        && m.senders.as_ref().is_none_or(|l| l.contains(&s.sender))
+        && m.session_signers
+            .as_ref()
+            .is_none_or(|l| s.signer.is_some_and(|x| l.contains(&x)))
+        && m.permission_ids
+            .as_ref()
+            .is_none_or(|l| s.permission_id.is_some_and(|id| l.contains(&id)))
+        && m.paymasters
+            .as_ref()
+            .is_none_or(|l| s.paymaster.is_none_or(|pm| pm.is_some_and(|pm| l.contains(&pm))))
+}
+
+/// Whether `p` applies to the op.
+pub fn matches(p: &OperatorPolicy, ctx: &OpContext<'_>) -> bool {
+    matches_subject(p, &Subject::of(ctx))
+}
+
+/// The counter key part for `p`'s scope.
+pub fn scope_key(p: &OperatorPolicy, s: &Subject) -> String {
+    let chain = if p.limits.shared_across_chains {
+        "*".to_string()
+    } else {
+        s.chain_id.to_string()
+    };
+    match p.limits.scope {
+        CounterScope::Session => format!("s:{chain}:{}:{}", hex_addr(s.sender), s.validation),
+        CounterScope::Sender => format!("a:{chain}:{}", hex_addr(s.sender)),
+        CounterScope::Policy => format!("g:{chain}"),
+    }
+}
+
+/// A policy's counter name for one of its budgets.
+pub fn counter_name(p: &OperatorPolicy, scope: &str, what: &str) -> String {
+    format!("o:{}:{scope}:{what}", p.name)
+}
+
+/// One budget of a policy.
+#[derive(Debug, Clone)]
+pub struct BudgetRef<'a> {
+    /// Counter suffix (`ops`, `gas`, `call0:value`, `call0:arg1`, `xfer0`).
+    pub what: String,
+    /// Rule path in the policy.
+    pub rule: String,
+    /// What is counted: `ops`, `gas_wei`, `value`, `argument`, `transfer`.
+    pub kind: &'static str,
+    /// The budget.
+    pub budget: &'a Budget,
+}
+
+/// Every budget of a policy, in a fixed order.
+pub fn budgets(p: &OperatorPolicy) -> Vec<BudgetRef<'_>> {
+    let mut out = Vec::new();
+    let mut push = |what: String, rule: String, kind, budget| {
+        out.push(BudgetRef {
+            what,
+            rule,
+            kind,
+            budget,
+        })
+    };
+    if let Some(b) = &p.limits.ops {
+        push("ops".into(), "limits.ops".into(), "ops", b);
+    }
+    if let Some(b) = &p.limits.gas_wei {
+        push("gas".into(), "limits.gas_wei".into(), "gas_wei", b);
+    }
+    for (ri, r) in p.calls.iter().flatten().enumerate() {
+        if let Some(b) = &r.value_limit {
+            push(
+                format!("call{ri}:value"),
+                format!("calls[{ri}].value_limit"),
+                "value",
+                b,
+            );
+        }
+        for (ci, k) in r.constraints.iter().enumerate() {
+            if let Some(b) = &k.limit {
+                push(
+                    format!("call{ri}:arg{ci}"),
+                    format!("calls[{ri}].constraints[{ci}].limit"),
+                    "argument",
+                    b,
+                );
+            }
+        }
+    }
+    for (ti, t) in p.transfers.iter().enumerate() {
+        if let Some(b) = &t.limit {
+            push(format!("xfer{ti}"), format!("transfers[{ti}].limit"), "transfer", b);
+        }
+    }
+    out
+}
+
+/// The store window of a budget under `p`'s window layout.
+pub fn window(p: &OperatorPolicy, b: &Budget) -> Window {
+    match (b.period, p.limits.windows) {
+        (None, _) => Window::Lifetime,
+        (Some(period), Windows::Epoch) => Window::Fixed { period },
+        (Some(period), Windows::FirstUse) => Window::Anchored { period },
+    }
+}
+
+fn usage_reason(b: &Budget) -> Reason {
+    if b.period.is_some() {
+        Reason::AllowanceExceeded
+    } else {
+        Reason::LifetimeUsageExceeded
+    }
+}
+
+struct Planner<'a, 'b> {
+    p: &'a OperatorPolicy,
+    scope: String,
+    ev: &'b mut Evaluation,
+}
+
+impl Planner<'_, '_> {
+    fn charge(&mut self, what: &str, amount: U256, b: &Budget, rule: String, reason: Reason) {
+        self.ev.charges.push(Planned {
+            charge: Charge {
+                counter: counter_name(self.p, &self.scope, what),
+                amount,
+                limit: b.amount,
+                window: window(self.p, b),
+            },
+            origin: ChargeOrigin {
+                policy: self.p.name.clone(),
+                rule,
+                reason,
+                on_error: self.p.on_error,
+            },
+        });
+    }
+}
+
+/// Evaluates one matching policy.
+pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluation) -> Result<(), Rejection> {
+    let name = p.name.as_str();
+    let fail = |reason, rule: &str, detail: String| Rejection::new(reason, name, rule, detail);
+    if let Some(nb) = p.not_before {
+        if ctx.now < nb {
+            return Err(fail(
+                Reason::OutsideTimeWindow,
+                "time.not_before",
+                format!("the policy allows ops from {nb}; now is {}", ctx.now),
+            )
+            .retry_after(nb - ctx.now));
+        }
+    }
+    if let Some(na) = p.not_after {
+        if ctx.now > na {
+            return Err(fail(
+                Reason::OutsideTimeWindow,
+                "time.not_after",
+                format!("the policy allowed ops until {na}; now is {}", ctx.now),
+            ));
+        }
+    }
+    let cost = ctx.max_cost();
+    if let Some(max) = p.limits.max_cost_per_op {
+        if cost > max {
+            return Err(fail(
+                Reason::GasBudgetExceeded,
+                "limits.max_cost_per_op",
+                format!("the op's maximum gas cost {cost} wei exceeds {max} wei"),
+            ));
+        }
+    }
+
+    let calls: &[Call] = ctx
+        .kernel
+        .and_then(|k| k.calls.as_ref())
+        .map(|c| c.calls.as_slice())
+        .unwrap_or_default();
+    let undecoded = ctx
+        .kernel
+        .and_then(|k| k.calls.as_ref())
+        .is_none_or(|c| c.format == CallDataFormat::Unknown || c.reverts.is_some() && c.calls.is_empty());
+    if (p.calls.is_some() || !p.transfers.is_empty()) && undecoded && !ctx.op.call_data().is_empty() {
+        return Err(fail(
+            Reason::CallPolicyViolated,
+            if p.calls.is_some() { "calls" } else { "transfers" },
+            "the op's call data is not a call format opgate can decode, so its calls cannot be checked".into(),
+        ));
+    }
+
+    let mut planner = Planner {
+        p,
+        scope: scope_key(p, &Subject::of(ctx)),
+        ev,
+    };
+    if let Some(b) = &p.limits.ops {
+        planner.charge("ops", U256::from(1), b, "limits.ops".into(), Reason::RateLimited);
+    }
+    if let Some(b) = &p.limits.gas_wei {
+        planner.charge("gas", cost, b, "limits.gas_wei".into(), Reason::GasBudgetExceeded);
+    }
+    if let Some(rules) = &p.calls {
+        for (i, c) in calls.iter().enumerate() {
+            let Some(ri) = rules.iter().position(|r| rule_matches(r, c)) else {
+                return Err(fail(
+                    Reason::CallPolicyViolated,
+                    "calls",
+                    format!(
+                        "calls[{i}]: no call rule allows {} to {} with selector {}",
+                        kind(c),
+                        hex_addr(c.target),
+                        c.selector.map(|s| s.to_string()).unwrap_or_else(|| "(none)".into())
+                    ),
+                ));
+            };
+            check_call_rule(&mut planner, &rules[ri], ri, c, i)?;
+        }
+    }
+    for (ti, t) in p.transfers.iter().enumerate() {
+        check_transfers(&mut planner, t, ti, calls)?;
+    }
+    planner.ev.pass(name, "all");
+    Ok(())
+}
+
+fn kind(c: &Call) -> &'static str {
+    match c.call_type {
+        CallKind::Call => "call",
+        CallKind::DelegateCall => "delegatecall",
+    }
+}
+
+fn rule_matches(r: &CallRule, c: &Call) -> bool {
+    let type_ok = match r.call_type {
+        RuleCallType::Call => c.call_type == CallKind::Call,
+        RuleCallType::DelegateCall => c.call_type == CallKind::DelegateCall,
+    };
+    let target_ok = r.target.is_none_or(|t| t == c.target);
+    let selector_ok = match r.selector {
+        None => true,
+        Some(s) if s.is_zero() => c.data.is_empty(),
+        Some(s) => c.selector == Some(s),
+    };
+    type_ok && target_ok && selector_ok
+}
+
+fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, i: usize) -> Result<(), Rejection> {
+    let name = pl.p.name.clone();
+    let rule = format!("calls[{ri}]");
+    if let Some(max) = r.max_value_per_use {
+        if c.value > max {
+            return Err(Rejection::new(
+                Reason::MaxValueExceeded,
+                &name,
+                format!("{rule}.max_value_per_use"),
+                format!("calls[{i}]: value {} exceeds {max}", c.value),
+            ));
+        }
+    }
+    if let Some(b) = &r.value_limit {
+        pl.charge(
+            &format!("call{ri}:value"),
+            c.value,
+            b,
+            format!("{rule}.value_limit"),
+            usage_reason(b),
+        );
+    }
+    for (ci, k) in r.constraints.iter().enumerate() {
+        let crule = format!("{rule}.constraints[{ci}]");
+        let Some(word) = arg(&c.data, k.param) else {
+            return Err(Rejection::new(
+                Reason::ConditionFailed,
+                &name,
+                crule,
+                format!("calls[{i}]: the call data has no argument {}", k.param),
+            ));
+        };
+        if !k.condition.holds(word, &k.values) {
+            return Err(Rejection::new(
+                Reason::ConditionFailed,
+                &name,
+                crule,
+                format!(
+                    "calls[{i}]: argument {} is {word} which fails {} {}",
+                    k.param,
+                    k.condition.name(),
+                    k.values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(b) = &k.limit {
+            pl.charge(
+                &format!("call{ri}:arg{ci}"),
+                word,
+                b,
+                format!("{crule}.limit"),
+                usage_reason(b),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_transfers(pl: &mut Planner<'_, '_>, t: &TransferRule, ti: usize, calls: &[Call]) -> Result<(), Rejection> {
+    let name = pl.p.name.clone();
+    let rule = format!("transfers[{ti}]");
+    let mut total = U256::ZERO;
+    for (i, c) in calls.iter().enumerate() {
+        let amount = match t.token {
+            Token::Native => (c.call_type == CallKind::Call).then_some(c.value),
+            Token::Erc20(token) if c.target == token && c.call_type == CallKind::Call => token_amount(&c.data)
+                .map_err(|why| Rejection::new(Reason::InvalidCallData, &name, &rule, format!("calls[{i}]: {why}")))?,
+            Token::Erc20(_) => None,
+        };
+        if c.call_type == CallKind::DelegateCall {
+            return Err(Rejection::new(
+                Reason::DelegateCallDenied,
+                &name,
+                &rule,
+                format!("calls[{i}] is a delegatecall, which can move any token without opgate seeing it"),
+            ));
+        }
+        let Some(amount) = amount else { continue };
+        if let Some(max) = t.max_per_use {
+            if amount > max {
+                return Err(Rejection::new(
+                    Reason::MaxValueExceeded,
+                    &name,
+                    format!("{rule}.max_per_use"),
+                    format!("calls[{i}] moves {amount}, more than {max}"),
+                ));
+            }
+        }
+        total = total.saturating_add(amount);
+    }
+    if let Some(b) = &t.limit {
+        if !total.is_zero() {
+            pl.charge(&format!("xfer{ti}"), total, b, format!("{rule}.limit"), usage_reason(b));
+        }
+    }
+    Ok(())
+}

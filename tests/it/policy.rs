@@ -1,0 +1,408 @@
+//! Operator policies and usage counters against a real Redis: exact limits across two opgate
+//! processes, refunds when the upstream refuses, Redis going away and coming back, forged
+//! signatures charging nothing, periods rolling over on a paused clock.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opgate::clock::ManualClock;
+use opgate::config::{Config, Overrides};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+static PREFIXES: AtomicUsize = AtomicUsize::new(0);
+
+/// A key prefix no other test (or test run) uses.
+fn prefix(test: &str) -> String {
+    format!(
+        "opgate-test:{test}:{}:{}:",
+        std::process::id(),
+        PREFIXES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `count` distinct operations of one SimpleAccount (EntryPoint v0.8): the recorded op with its
+/// nonce changed, so every hash differs.
+fn simple_ops(count: usize, first_nonce: usize) -> Vec<String> {
+    let v = vector("ep08-simple-account-batch");
+    (first_nonce..first_nonce + count)
+        .map(|n| {
+            let mut op = v["userOperation"].clone();
+            op["nonce"] = json!(format!("{n:#x}"));
+            json!([op, v["entryPoint"]["address"]]).to_string()
+        })
+        .collect()
+}
+
+fn sender() -> String {
+    vector("ep08-simple-account-batch")["userOperation"]["sender"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+}
+
+/// A bundler that accepts every op (answering a hash) while `accept` is set, refuses otherwise.
+async fn bundler(accept: Arc<AtomicBool>) -> FakeBundler {
+    FakeBundler::start(move |r| {
+        if r.method != "eth_sendUserOperation" || accept.load(Ordering::SeqCst) {
+            Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":"0x01"}"#.into())
+        } else {
+            Reply::Json(
+                r#"{"jsonrpc":"2.0","id":{id},"error":{"code":-32500,"message":"AA21 didn't pay prefund"}}"#.into(),
+            )
+        }
+    })
+    .await
+}
+
+fn sends(b: &FakeBundler) -> usize {
+    b.received()
+        .iter()
+        .filter(|r| r.method == "eth_sendUserOperation")
+        .count()
+}
+
+fn redis_store(prefix: &str, url: &str, extra: &str) -> String {
+    format!("[store]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout = \"300ms\"\n{extra}\n")
+}
+
+fn budget_policy(name: &str, ops: &str, extra: &str) -> String {
+    format!(
+        "[[policies]]\nname = \"{name}\"\n{extra}\n[policies.match]\nsenders = [\"{}\"]\n[policies.limits]\ncounter_scope = \"sender\"\nops = {ops}\n",
+        sender()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_redis_accept_exactly_the_limit() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    let prefix = prefix("two-replicas");
+    let dir = std::env::temp_dir().join(format!("opgate-{}", prefix.replace(':', "-")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("opgate.toml");
+    let toml = format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        redis_store(&prefix, "redis://127.0.0.1:6379", ""),
+        upstream.url(),
+        budget_policy("fifty", "{ count = 50 }", "")
+    );
+    std::fs::write(&file, toml).unwrap();
+    let mut replicas = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let (port, metrics) = (free_port().await, free_port().await);
+        let child = Command::new(env!("CARGO_BIN_EXE_opgate"))
+            .args(["serve", "--config", file.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("opgate starts");
+        replicas.push(Running(child));
+        ports.push(port);
+    }
+    for p in &ports {
+        wait_healthy(*p).await;
+    }
+    let ops = simple_ops(200, 1000);
+    let tasks: Vec<_> = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, params)| {
+            let url = format!("http://127.0.0.1:{}/", ports[i % 2]);
+            tokio::spawn(async move { call(&url, "eth_sendUserOperation", &params).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut limited = 0;
+    for t in tasks {
+        let v: Value = t.await.unwrap();
+        if v.get("result").is_some() {
+            accepted += 1;
+        } else {
+            assert_eq!(v["error"]["code"], -32504, "{v}");
+            assert_eq!(v["error"]["data"]["reason"], "RateLimited", "{v}");
+            assert_eq!(v["error"]["data"]["policy"], "fifty", "{v}");
+            limited += 1;
+        }
+    }
+    assert_eq!(accepted, 50);
+    assert_eq!(limited, 150);
+    assert_eq!(sends(&upstream), 50, "exactly the limit reached the upstream");
+    drop(replicas);
+    redis_cleanup(&prefix);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ops_are_refunded() {
+    let accept = Arc::new(AtomicBool::new(false));
+    let upstream = bundler(accept.clone()).await;
+    let prefix = prefix("refund");
+    let toml = format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        redis_store(&prefix, "redis://127.0.0.1:6379", ""),
+        upstream.url(),
+        budget_policy("five", "{ count = 5 }", "")
+    );
+    let opgate = Opgate::start_toml(&toml).await;
+    for params in simple_ops(8, 0) {
+        let v = call(&opgate.url("/"), "eth_sendUserOperation", &params).await;
+        assert_eq!(
+            v["error"]["message"], "AA21 didn't pay prefund",
+            "the upstream's refusal passes through"
+        );
+    }
+    assert_eq!(sends(&upstream), 8, "refused ops were refunded, so none hit the limit");
+    accept.store(true, Ordering::SeqCst);
+    let mut accepted = 0;
+    for params in simple_ops(8, 100) {
+        let v = call(&opgate.url("/"), "eth_sendUserOperation", &params).await;
+        accepted += usize::from(v.get("result").is_some());
+    }
+    assert_eq!(accepted, 5);
+    // The same op sent again is not charged twice: it goes through without using the budget.
+    let again = &simple_ops(1, 100)[0];
+    let v = call(&opgate.url("/"), "eth_sendUserOperation", again).await;
+    assert_eq!(v["result"], "0x01", "{v}");
+    let m = opgate.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_reservations_total{chain="1",result="refunded"}"#),
+        Some(8.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"opgate_reservations_total{chain="1",result="already_charged"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    redis_cleanup(&prefix);
+}
+
+/// A private Redis on its own port, started and stopped by this test.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Running>,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        wait_healthy(port).await;
+        Self {
+            port,
+            child: Some(Running(child)),
+        }
+    }
+
+    fn stop(&mut self) {
+        drop(self.child.take());
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_follows_on_error_then_recovers() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    let port = free_port().await;
+    let mut redis = PrivateRedis::start(port).await;
+    let strict = Opgate::start_toml(&format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        redis_store("strict:", &redis.url(), ""),
+        upstream.url(),
+        budget_policy("strict", "{ count = 100 }", "")
+    ))
+    .await;
+    let lenient = Opgate::start_toml(&format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        redis_store("lenient:", &redis.url(), ""),
+        upstream.url(),
+        budget_policy("lenient", "{ count = 100 }", "on_error = \"allow\"")
+    ))
+    .await;
+    let ops = simple_ops(6, 0);
+    for (opgate, params) in [(&strict, &ops[0]), (&lenient, &ops[1])] {
+        let v = call(&opgate.url("/"), "eth_sendUserOperation", params).await;
+        assert_eq!(v["result"], "0x01", "{v}");
+    }
+    redis.stop();
+    let before = sends(&upstream);
+    let v = call(&strict.url("/"), "eth_sendUserOperation", &ops[2]).await;
+    assert_eq!(v["error"]["code"], -32052, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "StoreUnavailable");
+    assert_eq!(sends(&upstream), before, "on_error = reject relays nothing");
+    let v = call(&lenient.url("/"), "eth_sendUserOperation", &ops[3]).await;
+    assert_eq!(v["result"], "0x01", "on_error = allow relays uncharged: {v}");
+    let m = lenient.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_store_fallbacks_total{action="allowed",chain="1"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let m = strict.metrics().await;
+    assert!(
+        sample(
+            &m,
+            r#"opgate_store_errors_total{kind="unavailable",operation="reserve"}"#
+        )
+        .unwrap_or(0.0)
+            + sample(&m, r#"opgate_store_errors_total{kind="timeout",operation="reserve"}"#).unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+
+    let _redis = PrivateRedis::start(port).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        let v = call(&strict.url("/"), "eth_sendUserOperation", &ops[4]).await;
+        if v.get("result").is_some() {
+            recovered = true;
+            break;
+        }
+        assert_eq!(v["error"]["code"], -32052, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "opgate uses Redis again once it is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periods_roll_over_on_a_paused_clock() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    let prefix = prefix("periods");
+    let start = 1_800_000_000u64; // 3600-aligned + 0 s into the hour
+    let clock = Arc::new(ManualClock::new(start + 600));
+    let toml = format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        redis_store(&prefix, "redis://127.0.0.1:6379", ""),
+        upstream.url(),
+        budget_policy("hourly", "{ count = 2, period = \"1h\" }", "")
+    );
+    let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
+    let opgate = Opgate::start_with_clock(config, clock.clone()).await;
+    let ops = simple_ops(5, 0);
+    for params in &ops[..2] {
+        assert_eq!(
+            call(&opgate.url("/"), "eth_sendUserOperation", params).await["result"],
+            "0x01"
+        );
+    }
+    let v = call(&opgate.url("/"), "eth_sendUserOperation", &ops[2]).await;
+    assert_eq!(v["error"]["code"], -32504, "{v}");
+    assert_eq!(
+        v["error"]["data"]["retryAfter"], 3000,
+        "the hour window ends 3000 s later: {v}"
+    );
+    clock.advance(2999);
+    let v = call(&opgate.url("/"), "eth_sendUserOperation", &ops[2]).await;
+    assert_eq!(v["error"]["data"]["retryAfter"], 1, "{v}");
+    clock.advance(1);
+    for params in &ops[2..4] {
+        assert_eq!(
+            call(&opgate.url("/"), "eth_sendUserOperation", params).await["result"],
+            "0x01"
+        );
+    }
+    let v = call(&opgate.url("/"), "eth_sendUserOperation", &ops[4]).await;
+    assert_eq!(v["error"]["data"]["reason"], "RateLimited", "{v}");
+    assert_eq!(sends(&upstream), 4);
+    redis_cleanup(&prefix);
+}
+
+/// Flips one bit of the ECDSA `s` value at the end of the signature.
+fn forge(params: &str) -> String {
+    let mut v: Value = serde_json::from_str(params).unwrap();
+    let sig = v[0]["signature"].as_str().unwrap().to_string();
+    let (head, tail) = sig.split_at(sig.len() - 4);
+    let flipped = format!("{:02x}", u8::from_str_radix(&tail[..2], 16).unwrap() ^ 1);
+    v[0]["signature"] = json!(format!("{head}{flipped}{}", &tail[2..]));
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_session_signatures_are_refused_and_charge_nothing() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    let prefix = prefix("forged");
+    let clock = Arc::new(ManualClock::new(1_795_283_914));
+    let toml = format!(
+        "{}[[chains]]\nid = 31337\nupstreams = [\"{}\"]\n",
+        redis_store(&prefix, "redis://127.0.0.1:6379", ""),
+        upstream.url()
+    );
+    let opgate = Opgate::start_with_clock(Config::from_toml(&toml, &Overrides::default()).unwrap(), clock).await;
+    let url = opgate.url("/31337");
+    let enable = vector("call-equal-enable-k031");
+    let v = call(&url, "eth_sendUserOperation", &vector_params("call-equal-enable-k031")).await;
+    assert_eq!(v["result"], "0x01", "{v}");
+    let account = enable["sender"].as_str().unwrap().to_lowercase();
+    let pid = enable["session"]["permissionId"].as_str().unwrap();
+    let state = |v: &Value| -> Vec<(String, String)> {
+        v["result"]["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["policy"].as_str().unwrap().to_string(),
+                    l["used"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let params = format!(r#"["31337","{account}","{pid}"]"#);
+    let before = call(&url, "opgate_getSessionState", &params).await;
+    assert_eq!(before["result"]["known"], true, "{before}");
+    assert!(
+        state(&before).iter().any(|(p, used)| p == "session:gas" && used != "0"),
+        "{before}"
+    );
+
+    let regular = vector_params("call-equal-regular-k031");
+    let forged = forge(&regular);
+    let sent = sends(&upstream);
+    let v = call(&url, "eth_sendUserOperation", &forged).await;
+    assert_eq!(v["error"]["code"], -32507, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "InvalidSignature");
+    assert_eq!(v["error"]["data"]["policy"], "session");
+    assert_eq!(sends(&upstream), sent, "a forged op never reaches the bundler");
+    let explained = call(&url, "opgate_explainUserOperation", &forged).await;
+    assert_eq!(explained["result"]["decision"], "reject", "{explained}");
+    let after = call(&url, "opgate_getSessionState", &params).await;
+    assert_eq!(state(&before), state(&after), "nothing was charged for the forged op");
+
+    let v = call(&url, "eth_sendUserOperation", &regular).await;
+    assert_eq!(v["result"], "0x01", "the genuine op passes: {v}");
+    let signer = enable["session"]["sessionKeyAddress"].as_str().unwrap().to_lowercase();
+    let by_signer = call(
+        &url,
+        "opgate_getSessionState",
+        &format!(r#"[31337,"{account}","{signer}"]"#),
+    )
+    .await;
+    assert_eq!(by_signer["result"]["permissionId"], pid, "{by_signer}");
+    assert_ne!(state(&by_signer), state(&after), "the genuine op was charged");
+    redis_cleanup(&prefix);
+}
