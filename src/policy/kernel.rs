@@ -741,3 +741,179 @@ fn slice_equal(r: &ParamRule, data: &[u8]) -> Result<(), String> {
         Err("the argument slice does not hash to the expected value".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::address;
+
+    const TARGET: Address = address!("edCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e");
+
+    fn word(n: u64) -> FixedBytes<32> {
+        FixedBytes::from(U256::from(n).to_be_bytes::<32>())
+    }
+
+    fn perm(target: Address, selector: [u8; 4], value_limit: u64, rules: Vec<ParamRule>) -> CallPermission {
+        CallPermission {
+            call_type: PermissionCallType::Call,
+            target,
+            selector: FixedBytes(selector),
+            value_limit: U256::from(value_limit),
+            rules,
+        }
+    }
+
+    fn call_data(selector: [u8; 4], args: &[U256]) -> Vec<u8> {
+        let mut d = selector.to_vec();
+        for a in args {
+            d.extend(a.to_be_bytes::<32>());
+        }
+        d
+    }
+
+    fn check(
+        v: CallPolicyVersion,
+        perms: &[CallPermission],
+        target: Address,
+        data: &[u8],
+        value: u64,
+    ) -> Result<(), Reason> {
+        check_call(
+            v,
+            perms,
+            PermissionCallType::Call,
+            target,
+            data,
+            U256::from(value),
+            "policies[0]",
+            0,
+        )
+        .map_err(|r| r.reason)
+    }
+
+    const TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
+
+    #[test]
+    fn native_transfers_need_0_0_2() {
+        let perms = [perm(TARGET, [0; 4], 10, vec![])];
+        assert_eq!(
+            check(CallPolicyVersion::V1, &perms, TARGET, &[], 1),
+            Err(Reason::CallPolicyViolated)
+        );
+        assert_eq!(check(CallPolicyVersion::V2, &perms, TARGET, &[], 1), Ok(()));
+        assert_eq!(
+            check(CallPolicyVersion::V4, &perms, TARGET, &[], 11),
+            Err(Reason::MaxValueExceeded)
+        );
+        assert_eq!(
+            check(CallPolicyVersion::V4, &perms, TARGET, &[1, 2, 3], 0),
+            Err(Reason::InvalidCallData)
+        );
+    }
+
+    #[test]
+    fn wildcard_targets_only_after_an_exact_miss_and_from_0_0_2() {
+        let exact = perm(
+            TARGET,
+            TRANSFER,
+            0,
+            vec![ParamRule {
+                condition: ParamCondition::Equal,
+                offset: 32,
+                params: vec![word(1)],
+            }],
+        );
+        let any = perm(Address::ZERO, TRANSFER, 0, vec![]);
+        let data = call_data(TRANSFER, &[U256::from(7), U256::from(2)]);
+        let other = address!("0000000000000000000000000000000000000042");
+        assert_eq!(
+            check(CallPolicyVersion::V1, &[any.clone()], other, &data, 0),
+            Err(Reason::CallPolicyViolated)
+        );
+        assert_eq!(check(CallPolicyVersion::V3, &[any.clone()], other, &data, 0), Ok(()));
+        // The exact entry wins for its target even though the wildcard would pass.
+        let both = [exact, any];
+        assert_eq!(
+            check(CallPolicyVersion::V4, &both, TARGET, &data, 0),
+            Err(Reason::ConditionFailed)
+        );
+        assert_eq!(check(CallPolicyVersion::V4, &both, other, &data, 0), Ok(()));
+    }
+
+    #[test]
+    fn rules_compare_unsigned_words_and_fail_out_of_range() {
+        let lte = |n| ParamRule {
+            condition: ParamCondition::LessThanOrEqual,
+            offset: 32,
+            params: vec![word(n)],
+        };
+        let perms = [perm(TARGET, TRANSFER, 0, vec![lte(100)])];
+        let ok = call_data(TRANSFER, &[U256::ZERO, U256::from(100)]);
+        let over = call_data(TRANSFER, &[U256::ZERO, U256::from(101)]);
+        let negative = call_data(TRANSFER, &[U256::ZERO, U256::MAX]);
+        let short = call_data(TRANSFER, &[U256::ZERO]);
+        assert_eq!(check(CallPolicyVersion::V4, &perms, TARGET, &ok, 0), Ok(()));
+        assert_eq!(
+            check(CallPolicyVersion::V4, &perms, TARGET, &over, 0),
+            Err(Reason::ConditionFailed)
+        );
+        assert_eq!(
+            check(CallPolicyVersion::V4, &perms, TARGET, &negative, 0),
+            Err(Reason::ConditionFailed)
+        );
+        assert_eq!(
+            check(CallPolicyVersion::V4, &perms, TARGET, &short, 0),
+            Err(Reason::ConditionFailed)
+        );
+        let one_of = [perm(
+            TARGET,
+            TRANSFER,
+            0,
+            vec![ParamRule {
+                condition: ParamCondition::OneOf,
+                offset: 0,
+                params: vec![word(3), word(5)],
+            }],
+        )];
+        let five = call_data(TRANSFER, &[U256::from(5), U256::ZERO]);
+        let four = call_data(TRANSFER, &[U256::from(4), U256::ZERO]);
+        assert_eq!(check(CallPolicyVersion::V4, &one_of, TARGET, &five, 0), Ok(()));
+        assert_eq!(
+            check(CallPolicyVersion::V4, &one_of, TARGET, &four, 0),
+            Err(Reason::ConditionFailed)
+        );
+    }
+
+    #[test]
+    fn slice_equal_only_in_0_0_5() {
+        // f(bytes): head word 0x20, then length 5, then "hello".
+        let mut data = vec![1, 2, 3, 4];
+        data.extend(U256::from(32).to_be_bytes::<32>());
+        data.extend(U256::from(5).to_be_bytes::<32>());
+        let mut tail = b"hello".to_vec();
+        tail.resize(32, 0);
+        data.extend(tail);
+        let rule = |start: u64, len: u64, expected: &[u8]| ParamRule {
+            condition: ParamCondition::SliceEqual,
+            offset: 0,
+            params: vec![word(start), word(len), keccak256(expected)],
+        };
+        let ok = [perm(TARGET, [1, 2, 3, 4], 0, vec![rule(1, 3, b"ell")])];
+        let wrong = [perm(TARGET, [1, 2, 3, 4], 0, vec![rule(1, 3, b"elk")])];
+        let long = [perm(TARGET, [1, 2, 3, 4], 0, vec![rule(3, 3, b"lo\0")])];
+        assert_eq!(check(CallPolicyVersion::V5, &ok, TARGET, &data, 0), Ok(()));
+        assert_eq!(
+            check(CallPolicyVersion::V5, &wrong, TARGET, &data, 0),
+            Err(Reason::ConditionFailed)
+        );
+        assert_eq!(
+            check(CallPolicyVersion::V5, &long, TARGET, &data, 0),
+            Err(Reason::ConditionFailed)
+        );
+        assert_eq!(
+            check(CallPolicyVersion::V4, &wrong, TARGET, &data, 0),
+            Ok(()),
+            "unknown before 0.0.5"
+        );
+    }
+}
