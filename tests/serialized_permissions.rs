@@ -14,6 +14,7 @@ use opgate::decode::serialized::{
     SerializedError, SerializedPermission,
 };
 use opgate::decode::{decode_kernel_with, decode_permission_data, DecodeOptions, Policy, PolicyParams, ValidationMode};
+use proptest::prelude::*;
 use serde_json::Value;
 
 /// Vectors that carry a serialized session, by file name.
@@ -427,5 +428,118 @@ fn check_policy(name: &str, p: &Policy, w: &Value) {
         }
         (PolicyParams::Sudo, "sudo") => {}
         (got, want) => panic!("{name}: policy {want} decoded as {got:?}"),
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut w = [0u8; 3];
+        w[..chunk.len()].copy_from_slice(chunk);
+        let n = u32::from_be_bytes([0, w[0], w[1], w[2]]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    out
+}
+
+/// The JSON inside a vector's blob.
+fn blob_json(v: &Value) -> Value {
+    let blob = v["session"]["serializedPermissionAccount"].as_str().unwrap();
+    serde_json::from_slice(&base64_std(blob)).unwrap()
+}
+
+/// Plain base64 decoding of well-formed input (test side, independent of the parser's).
+fn base64_std(s: &str) -> Vec<u8> {
+    let digit = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = s.bytes().filter(|c| *c != b'=').map(digit).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, d)| acc | (u32::from(*d) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// Every leaf (and container) of a JSON document, as JSON pointers.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                pointers(x, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                pointers(x, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+fn replacement() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Value::from(hex::encode_prefixed(b))),
+        "[0-9]{0,90}".prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        Just(Value::Array(Vec::new())),
+        Just(serde_json::json!({})),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A recorded blob with one member replaced by anything: parsing refuses it with a path or
+    /// accepts it, and nothing built from an accepted blob panics.
+    #[test]
+    fn mutated_blobs_never_panic(which in 0usize..30, pick in any::<prop::sample::Index>(), with in replacement()) {
+        static ALL: std::sync::OnceLock<Vec<(String, Value)>> = std::sync::OnceLock::new();
+        let all = ALL.get_or_init(sessions);
+        let (_, v) = &all[which % all.len()];
+        let mut json = blob_json(v);
+        let mut ptrs = Vec::new();
+        pointers(&json, String::new(), &mut ptrs);
+        let ptr = pick.get(&ptrs).clone();
+        match json.pointer_mut(&ptr) {
+            Some(slot) => *slot = with,
+            None => json = with,
+        }
+        match parse_serialized_permission_account(&b64(json.to_string().as_bytes())) {
+            Err(SerializedError::Field { path, .. }) => prop_assert!(!path.is_empty()),
+            Err(e) => prop_assert!(false, "{ptr}: unexpected {e}"),
+            Ok(p) => {
+                let key = session_key(v);
+                let _ = p.permission_with_signer(key);
+                let _ = p.bind_signer(key);
+                let _ = p.preinstalled_permission();
+                let _ = p.verify_enable_signature(31337, key);
+            }
+        }
+    }
+
+    /// Arbitrary text never panics the parser.
+    #[test]
+    fn arbitrary_text_never_panics(s in ".{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = parse_serialized_permission_account(&s);
+        let _ = parse_serialized_permission_account(&b64(&bytes));
     }
 }
