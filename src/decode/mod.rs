@@ -37,6 +37,7 @@ pub mod nonce;
 pub mod permission;
 pub mod policy;
 mod ser;
+pub mod serialized;
 pub mod signature;
 pub mod stub;
 
@@ -54,6 +55,7 @@ pub use permission::{decode_permission_data, Permission, Signer, SignerKind};
 pub use policy::{
     decode_policy, decode_policy_params, CallPermission, ParamCondition, ParamRule, Policy, PolicyParams,
 };
+pub use serialized::{parse_serialized_permission_account, SerializedError, SerializedPermission};
 pub use signature::{
     assign_inner_policy_signatures, assign_policy_signatures, decode_inner_permission_signature,
     decode_permission_signature, PermissionSignature, PolicyAssignment,
