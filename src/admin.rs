@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Overrides};
 use crate::pipeline::Gate;
 use crate::policy::hex_addr;
-use crate::registry::{Source, StoredPermission};
+use crate::registry::{AccountInfo, Source, StoredPermission};
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1 << 20;
@@ -104,7 +104,8 @@ impl Admin {
             Ok(sp) => sp,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("serialized: {e}")),
         };
-        let Some(signer) = b.signer.or(sp.session_key()) else {
+        let preinstalled = sp.preinstalled_permission().ok().flatten().and_then(|p| p.signer.address);
+        let Some(signer) = b.signer.or(preinstalled) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "the serialized account does not carry the session key address: give `signer`",
@@ -115,7 +116,7 @@ impl Admin {
                 StatusCode::BAD_REQUEST,
                 format!(
                     "permission id {} is not the one derived from these policies with signer {}",
-                    sp.permission_id(),
+                    sp.permission_id,
                     hex_addr(signer)
                 ),
             );
@@ -123,17 +124,24 @@ impl Admin {
         if let Some(Err(e)) = sp.verify_enable_signature(b.chain_id, signer) {
             return error(StatusCode::BAD_REQUEST, format!("enableSignature: {e}"));
         }
-        let account = sp.account();
-        let pid = sp.permission_id();
+        let account = sp.account;
+        let pid = sp.permission_id;
         let stored = StoredPermission {
-            validator_data: sp.validator_data_with_signer(signer),
-            selectors: sp.selectors(),
+            validator_data: sp.validator_data_with_key(signer),
+            selectors: vec![sp.action.selector],
             source: Source::Operator,
             learned_at: self.gate.clock.now(),
         };
+        let info = sp.deployment().ok().flatten().map(|d| AccountInfo {
+            root_owner: d.root_validator.as_ref().and_then(|r| r.owner),
+            kernel_version: d.kernel_version,
+        });
         let registry = &self.gate.registry;
         let put = async {
             registry.put_permission(b.chain_id, account, pid, &stored).await?;
+            if let Some(info) = info {
+                registry.put_account(b.chain_id, account, info).await?;
+            }
             registry.put_signer(b.chain_id, account, signer, pid).await
         };
         match put.await {

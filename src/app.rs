@@ -41,6 +41,7 @@ pub struct App {
     metrics: Metrics,
     chains: Vec<Arc<Chain>>,
     gate: Arc<Gate>,
+    admin: Option<(TcpListener, Option<std::path::PathBuf>)>,
 }
 
 /// How long start-up waits for an upstream to tell its chain id when none was configured.
@@ -99,7 +100,15 @@ impl App {
             metrics,
             chains,
             gate,
+            admin: None,
         })
+    }
+
+    /// Serves the admin API on `listener` too (needs `[admin] token`); `config_path` is what
+    /// `/v1/reload` reads.
+    pub fn with_admin(mut self, listener: TcpListener, config_path: Option<std::path::PathBuf>) -> Self {
+        self.admin = Some((listener, config_path));
+        self
     }
 
     /// The shared policy state.
@@ -135,11 +144,34 @@ impl App {
             let chains: Vec<&str> = self.chains.iter().map(|c| c.label.as_str()).collect();
             tracing::info!(%addr, ?chains, "opgate listening");
         }
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = match (self.admin, &self.config.admin.token) {
+            (Some((l, config_path)), Some(token)) => {
+                let admin = Arc::new(crate::admin::Admin {
+                    gate: self.gate.clone(),
+                    token: token.clone(),
+                    config_path,
+                });
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(%addr, "admin API listening");
+                }
+                Some(tokio::spawn(crate::admin::serve(l, admin, admin_stopped.map(|_| ()))))
+            }
+            (Some(_), None) => {
+                tracing::warn!("admin listener given without [admin] token: admin API disabled");
+                None
+            }
+            _ => None,
+        };
         let (watch_stop, watch_stopped) = tokio::sync::oneshot::channel::<()>();
         let watch = tokio::spawn(self.gate.registry.clone().watch(watch_stopped.map(|_| ())));
         server.serve(listener, shutdown).await;
         let _ = watch_stop.send(());
         let _ = watch.await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         let _ = metrics_stop.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;

@@ -16,6 +16,7 @@
 //! - [`decode`]: Kernel nonce, calls, permission signatures, enable data, policies, initCode.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod chain;
 pub mod clock;

@@ -163,13 +163,26 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let app = match App::build(config).await {
+        let admin_listener = match config.admin.listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("opgate: cannot listen on {addr} for the admin API: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let mut app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("opgate: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(l) = admin_listener {
+            app = app.with_admin(l, args.config.clone());
+        }
         match app.run(listener, Some(metrics_listener), shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -197,11 +197,23 @@ impl Opgate {
 
     /// Starts opgate with a given clock.
     pub async fn start_with_clock(config: Config, clock: Arc<dyn opgate::clock::Clock>) -> Self {
+        Self::start_full(config, clock, None).await
+    }
+
+    /// Starts opgate with its admin API on `admin` too.
+    pub async fn start_full(
+        config: Config,
+        clock: Arc<dyn opgate::clock::Clock>,
+        admin: Option<TcpListener>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics_addr = metrics_listener.local_addr().unwrap();
-        let app = App::build_with_clock(config, clock).await.expect("opgate builds");
+        let mut app = App::build_with_clock(config, clock).await.expect("opgate builds");
+        if let Some(l) = admin {
+            app = app.with_admin(l, None);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(listener, Some(metrics_listener), async move {
@@ -363,4 +375,17 @@ pub async fn wait_healthy(port: u16) {
 pub fn vector(name: &str) -> Value {
     let path = format!("{}/tests/data/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Sends an admin API request with the bearer token; returns the status and JSON body.
+pub async fn admin(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
+        .unwrap();
+    let (status, text) = send(req).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
