@@ -1,12 +1,15 @@
 //! The store backends: one conformance suite run on [`MemoryStore`] and on [`RedisStore`] against
-//! the Redis server on 127.0.0.1:6379, plus a differential run comparing the two step by step, and
-//! concurrency.
+//! the Redis server on 127.0.0.1:6379, plus a differential run comparing the two step by step,
+//! concurrency, and failure and recovery of the Redis connection.
 //!
 //! Every Redis test uses its own key prefix and deletes only its own keys when it ends.
 
+use std::future::Future;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{B256, U256};
 use opgate::store::memory::MemoryStore;
@@ -990,4 +993,209 @@ async fn an_invalid_prefix_or_url_is_refused() {
     assert!(RedisStore::connect("http://nope", "p:", d, DEFAULT_DEDUPE_TTL)
         .await
         .is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+const FAIL_TIMEOUT: Duration = Duration::from_millis(500);
+const SLACK: Duration = Duration::from_secs(3);
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Awaits `f`, which must finish within the store timeout plus slack.
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(FAIL_TIMEOUT + SLACK, f)
+        .await
+        .expect("a store call returned within its timeout")
+}
+
+fn is_outage(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Timeout(_))
+}
+
+async fn store_at(port: u16) -> Store {
+    let url = format!("redis://127.0.0.1:{port}");
+    let store = bounded(RedisStore::connect(
+        &url,
+        &unique_prefix(),
+        FAIL_TIMEOUT,
+        DEFAULT_DEDUPE_TTL,
+    ))
+    .await
+    .expect("connect succeeds without a server");
+    Store::Redis(store)
+}
+
+async fn try_reserve(s: &Store, n: u64) -> Result<Reserved, StoreError> {
+    let c = [charge("n", u(1), u(100), LIFETIME)];
+    s.reserve(&Reservation {
+        op: op(n),
+        now: T,
+        charges: &c,
+        guards: &[],
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_fast() {
+    let s = store_at(free_port()).await;
+    for n in 0..3 {
+        let e = bounded(try_reserve(&s, n)).await.expect_err("nothing listens");
+        assert!(is_outage(&e), "{e:?}");
+        let e = bounded(s.ping()).await.expect_err("nothing listens");
+        assert!(is_outage(&e), "{e:?}");
+        let e = bounded(s.usage(&[("n".into(), LIFETIME)], T))
+            .await
+            .expect_err("nothing listens");
+        assert!(is_outage(&e), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let s = store_at(port).await;
+    let e = bounded(try_reserve(&s, 1)).await.expect_err("no answer");
+    assert!(matches!(e, StoreError::Timeout(_)), "{e:?}");
+    let e = bounded(s.version()).await.expect_err("no answer");
+    assert!(matches!(e, StoreError::Timeout(_)), "{e:?}");
+    holder.abort();
+}
+
+/// A private `redis-server` on `port`, killed when dropped.
+struct PrivateRedis(Child);
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        Self(child)
+    }
+
+    fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Calls `reserve` until it succeeds (the store reconnects by itself), within 20 s.
+async fn until_it_answers(s: &Store, n: u64) -> Reserved {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match bounded(try_reserve(s, n)).await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(is_outage(&e), "{e:?}");
+                assert!(Instant::now() < deadline, "the store did not recover: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_started_before_its_server_recovers_when_it_appears() {
+    let port = free_port();
+    let s = store_at(port).await;
+    let e = bounded(try_reserve(&s, 1)).await.expect_err("no server yet");
+    assert!(is_outage(&e), "{e:?}");
+
+    let server = PrivateRedis::start(port);
+    assert_eq!(until_it_answers(&s, 1).await, Reserved::Charged);
+    assert_eq!(
+        bounded(try_reserve(&s, 1)).await.expect("reserve"),
+        Reserved::AlreadyCharged
+    );
+
+    // The server goes away: calls fail, and do not hang.
+    server.stop();
+    let e = bounded(try_reserve(&s, 2)).await.expect_err("server gone");
+    assert!(is_outage(&e), "{e:?}");
+    let e = bounded(s.ping()).await.expect_err("server gone");
+    assert!(is_outage(&e), "{e:?}");
+
+    // It comes back (empty): the same store reconnects.
+    let _server = PrivateRedis::start(port);
+    assert_eq!(until_it_answers(&s, 2).await, Reserved::Charged);
+    assert_eq!(
+        bounded(s.usage(&[("n".into(), LIFETIME)], T)).await.expect("usage")[0].used,
+        u(1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency (a report, not an assertion): cargo test --release --test store -- --ignored --nocapture
+
+#[tokio::test]
+#[ignore = "a measurement; run explicitly"]
+async fn reserve_latency_report() {
+    let backend = RedisBackend::new().await;
+    let s = &backend.store;
+    let n: u64 = 10_000;
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let started = Instant::now();
+    for i in 0..n {
+        let charges = [
+            charge(
+                "spend",
+                U256::from(500_000_000_000_000_000u64),
+                U256::MAX,
+                Window::Fixed { period: 86_400 },
+            ),
+            charge("calls", u(1), u(u64::MAX), Window::Anchored { period: 3600 }),
+            charge("target", u(1), u(u64::MAX), LIFETIME),
+        ];
+        let t = Instant::now();
+        let r = reserve(s, op(i), T + i / 100, &charges).await;
+        hist.record(t.elapsed().as_micros() as u64).expect("record");
+        assert_eq!(r, Reserved::Charged);
+    }
+    let total = started.elapsed();
+    println!(
+        "reserve, 3 charges, {n} sequential calls: p50 {} µs, p90 {} µs, p99 {} µs, max {} µs, {:.0} reserves/s",
+        hist.value_at_quantile(0.50),
+        hist.value_at_quantile(0.90),
+        hist.value_at_quantile(0.99),
+        hist.max(),
+        n as f64 / total.as_secs_f64()
+    );
 }
