@@ -11,6 +11,8 @@
 //! - [`rpc`]: HTTP server, per-chain routing, the per-call gateway, handlers, JSON-RPC error codes.
 //! - [`relay`]: upstream bundlers — HTTP client, failover, the no-second-send rule.
 //! - [`pipeline`]: the life of an `eth_sendUserOperation`.
+//! - [`store`]: usage counters, reservations, revocations and the permission registry (memory or
+//!   Redis).
 //! - [`telemetry`]: Prometheus metrics and tracing.
 //! - [`userop`]: UserOperation v0.6/v0.7/v0.8 wire and domain types, packing, userOpHash.
 //! - [`decode`]: Kernel nonce, calls, permission signatures, enable data, policies, initCode.

@@ -1,50 +1,425 @@
-//! placeholder
-#![allow(missing_docs, clippy::unused_async, unused_variables)]
-use super::*;
-use alloy_primitives::B256;
+//! The in-process backend: the same semantics as [`RedisStore`](super::redis::RedisStore), for a
+//! single replica.
+//!
+//! Everything sits behind one [`std::sync::Mutex`], held only for the few map operations of a call
+//! (never across an `.await`), so every call is atomic.
+//!
+//! # Expiry and memory
+//!
+//! There is no clock here but the callers' `now`: the store remembers the latest `now` it was
+//! given, and entries are dropped once that clock passes their expiry — a fixed or anchored
+//! window's counter an hour after its window ends, an op record at the end of its dedupe TTL.
+//! Pruning is opportunistic: at most once per minute of that clock, on a reservation or a read of
+//! usage, in one pass over the maps. Memory therefore grows with the number of distinct counters
+//! and ops seen within the windows and the dedupe TTL; lifetime and schedule counters, revocations
+//! and registry entries are kept until removed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use alloy_primitives::{B256, U256};
+
+use super::layout::{self, counter_key};
+use super::{Reservation, Reserved, StoreError, Usage, Window, DEFAULT_DEDUPE_TTL};
+
+/// How far the callers' clock moves between two prunings.
+const PRUNE_EVERY_SECS: u64 = 60;
+
+/// Counters, reservations, revocations and the registry of one process.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    dedupe_ttl: u64,
+}
+
 #[derive(Debug, Default)]
-pub struct MemoryStore;
-impl MemoryStore {
-    pub fn new(ttl: std::time::Duration) -> Self {
-        Self
+struct Inner {
+    counters: HashMap<String, Counter>,
+    ops: HashMap<B256, OpRecord>,
+    revoked: BTreeMap<String, u64>,
+    permissions: HashMap<String, String>,
+    version: u64,
+    /// The latest `now` seen.
+    clock: u64,
+    /// When (on `clock`) to prune next.
+    next_prune: u64,
+}
+
+#[derive(Debug)]
+struct Counter {
+    used: U256,
+    /// An anchored window's end.
+    window_end: Option<u64>,
+    /// When the entry may be dropped; `None`: never.
+    expires_at: Option<u64>,
+}
+
+#[derive(Debug)]
+struct OpRecord {
+    committed: bool,
+    expires_at: u64,
+    charges: Vec<Charged>,
+}
+
+/// One charge as made: the counter key incremented, by how much, and for an anchored window the
+/// end of the window it went into.
+#[derive(Debug)]
+struct Charged {
+    key: String,
+    amount: U256,
+    window_end: Option<u64>,
+}
+
+/// A counter as one reservation sees it while checking its charges.
+struct Pending {
+    key: String,
+    /// Value in the window holding `now`, as stored.
+    stored: U256,
+    /// Value after this reservation's charges so far.
+    projected: U256,
+    /// Anchored: the end of the window charged into.
+    window_end: Option<u64>,
+    /// Anchored: the window is opened by this reservation.
+    opens: bool,
+    expires_at: Option<u64>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_DEDUPE_TTL)
     }
+}
+
+impl MemoryStore {
+    /// An empty store remembering op hashes for `dedupe_ttl` (whole seconds, at least 1) of the
+    /// callers' clock.
+    pub fn new(dedupe_ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            dedupe_ttl: dedupe_ttl.as_secs().clamp(1, layout::MAX_TTL_SECS),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation below completes or leaves the maps consistent, so a panic elsewhere while
+        // holding the lock leaves nothing to repair.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// See [`Store::reserve`](super::Store::reserve).
     pub async fn reserve(&self, r: &Reservation<'_>) -> Result<Reserved, StoreError> {
+        let now = r.now;
+        let mut g = self.lock();
+        g.observe(now);
+
+        if let Some(index) = r.guards.iter().position(|guard| g.revoked.contains_key(guard)) {
+            return Ok(Reserved::Revoked { index });
+        }
+        if g.ops.get(&r.op).is_some_and(|op| now < op.expires_at) {
+            return Ok(Reserved::AlreadyCharged);
+        }
+
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut charged = Vec::with_capacity(r.charges.len());
+        for (index, charge) in r.charges.iter().enumerate() {
+            let key = counter_key(&charge.counter, &charge.window, now);
+            let at = match pending.iter().position(|p| p.key == key) {
+                Some(at) => at,
+                None => {
+                    pending.push(g.pending(key, &charge.window, now));
+                    pending.len() - 1
+                }
+            };
+            let p = &mut pending[at];
+            let sum = match p.projected.checked_add(charge.amount) {
+                Some(sum) if sum <= charge.limit => sum,
+                _ => {
+                    let resets_at = match charge.window {
+                        Window::Fixed { period } => Some(layout::fixed_window(period, now).1),
+                        Window::Anchored { .. } if !p.opens => p.window_end,
+                        _ => None,
+                    };
+                    return Ok(Reserved::Exceeded {
+                        index,
+                        used: p.stored,
+                        resets_at,
+                    });
+                }
+            };
+            if let Window::Schedule { start_at, interval } = charge.window {
+                let due = layout::schedule_due(start_at, interval, p.projected);
+                if U256::from(now) < due {
+                    return Ok(Reserved::NotYetAvailable {
+                        index,
+                        available_at: layout::clamp_secs(due),
+                    });
+                }
+            }
+            p.projected = sum;
+            charged.push(Charged {
+                key: p.key.clone(),
+                amount: charge.amount,
+                window_end: p.window_end,
+            });
+        }
+
+        for p in pending {
+            g.counters.insert(
+                p.key,
+                Counter {
+                    used: p.projected,
+                    window_end: p.window_end,
+                    expires_at: p.expires_at,
+                },
+            );
+        }
+        let record = OpRecord {
+            committed: false,
+            expires_at: now.saturating_add(self.dedupe_ttl),
+            charges: charged,
+        };
+        g.ops.insert(r.op, record);
         Ok(Reserved::Charged)
     }
+
+    /// See [`Store::commit`](super::Store::commit).
     pub async fn commit(&self, op: B256) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().ops.get_mut(&op) {
+            record.committed = true;
+        }
         Ok(())
     }
+
+    /// See [`Store::refund`](super::Store::refund).
     pub async fn refund(&self, op: B256) -> Result<bool, StoreError> {
-        Ok(false)
+        let mut g = self.lock();
+        let record = match g.ops.remove(&op) {
+            Some(record) if !record.committed => record,
+            Some(committed) => {
+                g.ops.insert(op, committed);
+                return Ok(false);
+            }
+            None => return Ok(false),
+        };
+        for charge in record.charges {
+            if let Some(counter) = g.counters.get_mut(&charge.key) {
+                // An anchored window is refunded only if it is still the one charged into.
+                if charge.window_end.is_none() || counter.window_end == charge.window_end {
+                    counter.used = counter.used.saturating_sub(charge.amount);
+                }
+            }
+        }
+        Ok(true)
     }
+
+    /// See [`Store::usage`](super::Store::usage).
     pub async fn usage(&self, counters: &[(String, Window)], now: u64) -> Result<Vec<Usage>, StoreError> {
-        Ok(vec![])
+        let mut g = self.lock();
+        g.observe(now);
+        Ok(counters
+            .iter()
+            .map(|(name, window)| {
+                let stored = g.counters.get(&counter_key(name, window, now));
+                let used = stored.map_or(U256::ZERO, |c| c.used);
+                layout::usage_of(window, now, used, stored.and_then(|c| c.window_end))
+            })
+            .collect())
     }
+
+    /// See [`Store::revoked`](super::Store::revoked).
     pub async fn revoked(&self, guards: &[String]) -> Result<Option<usize>, StoreError> {
-        Ok(None)
+        let g = self.lock();
+        Ok(guards.iter().position(|guard| g.revoked.contains_key(guard)))
     }
+
+    /// See [`Store::revoke`](super::Store::revoke).
     pub async fn revoke(&self, guard: &str, now: u64) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.revoked.entry(guard.to_owned()).or_insert(now);
+        g.bump();
         Ok(())
     }
+
+    /// See [`Store::unrevoke`](super::Store::unrevoke).
     pub async fn unrevoke(&self, guard: &str) -> Result<bool, StoreError> {
-        Ok(false)
+        let mut g = self.lock();
+        let was = g.revoked.remove(guard).is_some();
+        g.bump();
+        Ok(was)
     }
+
+    /// See [`Store::list_revoked`](super::Store::list_revoked).
     pub async fn list_revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(vec![])
+        Ok(self
+            .lock()
+            .revoked
+            .iter()
+            .map(|(guard, at)| (guard.clone(), *at))
+            .collect())
     }
+
+    /// See [`Store::put_permission`](super::Store::put_permission).
     pub async fn put_permission(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.permissions.insert(key.to_owned(), value.to_owned());
+        g.bump();
         Ok(())
     }
+
+    /// See [`Store::get_permission`](super::Store::get_permission).
     pub async fn get_permission(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(None)
+        Ok(self.lock().permissions.get(key).cloned())
     }
+
+    /// See [`Store::delete_permission`](super::Store::delete_permission).
     pub async fn delete_permission(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(false)
+        let mut g = self.lock();
+        let existed = g.permissions.remove(key).is_some();
+        g.bump();
+        Ok(existed)
     }
+
+    /// See [`Store::version`](super::Store::version).
     pub async fn version(&self) -> Result<u64, StoreError> {
-        Ok(0)
+        Ok(self.lock().version)
     }
+
+    /// Always answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+impl Inner {
+    fn bump(&mut self) {
+        self.version = self.version.wrapping_add(1);
+    }
+
+    /// Advances the clock to `now` and prunes expired entries when it is due.
+    fn observe(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
+        if self.clock < self.next_prune {
+            return;
+        }
+        let clock = self.clock;
+        self.counters.retain(|_, c| c.expires_at.is_none_or(|at| clock < at));
+        self.ops.retain(|_, op| clock < op.expires_at);
+        self.next_prune = clock.saturating_add(PRUNE_EVERY_SECS);
+    }
+
+    /// How a reservation at `now` finds the counter under `key`.
+    fn pending(&self, key: String, window: &Window, now: u64) -> Pending {
+        let stored = self.counters.get(&key);
+        let expiring_at = |end: u64| layout::ttl_after(now, end).map(|ttl| now.saturating_add(ttl));
+        match *window {
+            Window::Anchored { period } => match stored {
+                Some(c) if c.window_end.is_some_and(|end| now < end) => Pending {
+                    key,
+                    stored: c.used,
+                    projected: c.used,
+                    window_end: c.window_end,
+                    opens: false,
+                    expires_at: c.expires_at,
+                },
+                _ => {
+                    let end = now.saturating_add(layout::period(period));
+                    Pending {
+                        key,
+                        stored: U256::ZERO,
+                        projected: U256::ZERO,
+                        window_end: Some(end),
+                        opens: true,
+                        expires_at: expiring_at(end),
+                    }
+                }
+            },
+            Window::Fixed { period } => {
+                let used = stored.map_or(U256::ZERO, |c| c.used);
+                let end = layout::fixed_window(period, now).1;
+                Pending {
+                    key,
+                    stored: used,
+                    projected: used,
+                    window_end: None,
+                    opens: false,
+                    expires_at: expiring_at(end),
+                }
+            }
+            Window::Lifetime | Window::Schedule { .. } => {
+                let used = stored.map_or(U256::ZERO, |c| c.used);
+                Pending {
+                    key,
+                    stored: used,
+                    projected: used,
+                    window_end: None,
+                    opens: false,
+                    expires_at: None,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Charge;
+
+    fn charge(counter: &str, window: Window) -> Charge {
+        Charge {
+            counter: counter.into(),
+            amount: U256::from(1),
+            limit: U256::from(10),
+            window,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_pruned_on_the_callers_clock() {
+        let store = MemoryStore::new(Duration::from_secs(600));
+        let t = 1_700_000_000;
+        let charges = [
+            charge("f", Window::Fixed { period: 60 }),
+            charge("a", Window::Anchored { period: 60 }),
+            charge("l", Window::Lifetime),
+            charge(
+                "s",
+                Window::Schedule {
+                    start_at: 0,
+                    interval: 1,
+                },
+            ),
+        ];
+        let reserve = |op: u64, now: u64| {
+            let charges = &charges;
+            let store = &store;
+            async move {
+                let r = Reservation {
+                    op: B256::from(U256::from(op)),
+                    now,
+                    charges,
+                    guards: &[],
+                };
+                store.reserve(&r).await
+            }
+        };
+        assert_eq!(reserve(1, t).await, Ok(Reserved::Charged));
+        assert_eq!(store.lock().counters.len(), 4);
+        // Within the grace: nothing goes.
+        assert_eq!(reserve(2, t + 120).await, Ok(Reserved::Charged));
+        assert_eq!(store.lock().ops.len(), 2);
+        // Past the dedupe TTL and an hour past both windows: the first op and the first windows go.
+        let later = t + 240 + GRACE;
+        assert_eq!(reserve(3, later).await, Ok(Reserved::Charged));
+        let g = store.lock();
+        assert_eq!(g.ops.len(), 1, "op records past their TTL are dropped");
+        let mut keys: Vec<&str> = g.counters.keys().map(String::as_str).collect();
+        keys.sort();
+        let fixed = format!("c:f60:{}:f", later / 60);
+        assert_eq!(keys, ["c:a60:a", fixed.as_str(), "c:l:l", "c:s0+1:s"]);
+        assert_eq!(g.counters["c:l:l"].used, U256::from(3));
+    }
+
+    const GRACE: u64 = layout::GRACE_SECS;
 }

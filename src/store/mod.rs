@@ -7,9 +7,12 @@
 //!
 //! # Counters
 //!
-//! A counter is named by the policy layer (`counter`, an opaque string) and has a [`Window`]. The
-//! store appends the window's id where the window is fixed, so an old window's key simply expires.
-//! Amounts are unsigned 256-bit integers (wei, token units, op counts), exact at every size.
+//! A counter is named by the policy layer (`counter`, an opaque string) and has a [`Window`]; the
+//! pair is the counter's identity, so the same name used with another window (or the same window
+//! kind with other parameters) is another counter, starting at 0. The store appends the window's
+//! id where the window is fixed, so an old window's key simply expires. Amounts are unsigned
+//! 256-bit integers (wei, token units, op counts), exact at every size; a sum that would pass
+//! `U256::MAX` exceeds every limit.
 //!
 //! # Reservation
 //!
@@ -19,14 +22,31 @@
 //! or none. The reservation is remembered under the op hash. After relaying, [`Store::commit`] keeps
 //! it (upstream accepted) and [`Store::refund`] gives it back (upstream refused or unreachable).
 //!
+//! Several charges of one reservation may name the same counter (two calls to one target in a
+//! batch): each is checked against the counter as the earlier charges of the same reservation
+//! left it.
+//!
+//! A reservation is remembered for the dedupe TTL ([`DEFAULT_DEDUPE_TTL`] unless configured),
+//! measured on the caller's clock: a reservation made at `t` makes every later [`Store::reserve`]
+//! of that hash with `now < t + ttl` answer [`Reserved::AlreadyCharged`]. A committed record stays
+//! until then; a refunded one is forgotten at once.
+//!
 //! Time is always the caller's `now` (Unix seconds), never the store's clock, so both backends and
-//! every replica agree and tests can pin or advance the clock.
+//! every replica agree and tests can pin or advance the clock. Stored keys also expire by
+//! themselves (Redis TTLs, pruning in memory), some time after they stop mattering: a fixed or
+//! anchored window's counter an hour after its window ends, an op record after the dedupe TTL.
 
+mod layout;
 pub mod memory;
 pub mod redis;
 
+use std::time::Duration;
+
 use alloy_primitives::{B256, U256};
 use serde::Serialize;
+
+/// How long an op hash is remembered when no dedupe TTL is configured: 24 hours.
+pub const DEFAULT_DEDUPE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How a counter resets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -37,18 +57,19 @@ pub enum Window {
     /// Fixed windows aligned to the Unix epoch: the window holding `now` is
     /// `[now - now % period, now - now % period + period)`; its id is `now / period`.
     Fixed {
-        /// Window length in seconds (> 0).
+        /// Window length in seconds (> 0; 0 counts as 1).
         period: u64,
     },
     /// A window opened by the first charge made after the previous window ended:
     /// `[first, first + period)` (the semantics of Kernel's RateLimitPolicy with reset).
     Anchored {
-        /// Window length in seconds (> 0).
+        /// Window length in seconds (> 0; 0 counts as 1).
         period: u64,
     },
     /// A lifetime count with a schedule: the k-th unit (0-based, `k = used`) becomes available at
     /// `start_at + k · interval` (the semantics of Kernel's RateLimitPolicy). Charges on a
-    /// schedule are always of amount 1.
+    /// schedule are always of amount 1 (another amount counts as that many units, of which only
+    /// the first must be due).
     Schedule {
         /// When the first unit is available (Unix seconds).
         start_at: u64,
@@ -59,11 +80,11 @@ pub enum Window {
 
 impl Window {
     /// When the window holding `now` ends, for windows that end; `anchored_end` is the stored end of
-    /// an anchored window (`None` when none is open).
+    /// an anchored window (`None` when none is open). Saturates at `u64::MAX`.
     pub fn resets_at(&self, now: u64, anchored_end: Option<u64>) -> Option<u64> {
         match *self {
             Window::Lifetime | Window::Schedule { .. } => None,
-            Window::Fixed { period } => Some(now - now % period + period),
+            Window::Fixed { period } => Some(layout::fixed_window(period, now).1),
             Window::Anchored { .. } => anchored_end.filter(|end| *end > now),
         }
     }
@@ -106,7 +127,8 @@ pub enum Reserved {
     Exceeded {
         /// Index into the charges.
         index: usize,
-        /// The counter's current value in its window.
+        /// The counter's current value in its window, as stored (without earlier charges of the
+        /// same reservation to the same counter).
         used: U256,
         /// When the counter's window resets, if it does.
         resets_at: Option<u64>,
@@ -193,7 +215,8 @@ impl Store {
         dispatch!(self, s => s.refund(op).await)
     }
 
-    /// Reads counters without changing them, in one round trip.
+    /// Reads counters without changing them, in one round trip. For a schedule, `available_at` is
+    /// when its next unit is (or was) available; a limit is not known here.
     pub async fn usage(&self, counters: &[(String, Window)], now: u64) -> Result<Vec<Usage>, StoreError> {
         dispatch!(self, s => s.usage(counters, now).await)
     }
@@ -203,7 +226,8 @@ impl Store {
         dispatch!(self, s => s.revoked(guards).await)
     }
 
-    /// Revokes a subject (effective for every later reservation, on every replica).
+    /// Revokes a subject (effective for every later reservation, on every replica). Revoking a
+    /// revoked subject keeps the time of the first revocation.
     pub async fn revoke(&self, guard: &str, now: u64) -> Result<(), StoreError> {
         dispatch!(self, s => s.revoke(guard, now).await)
     }
@@ -213,7 +237,7 @@ impl Store {
         dispatch!(self, s => s.unrevoke(guard).await)
     }
 
-    /// Every revoked subject with the time it was revoked.
+    /// Every revoked subject with the time it was revoked, ordered by subject.
     pub async fn list_revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
         dispatch!(self, s => s.list_revoked().await)
     }
@@ -234,7 +258,8 @@ impl Store {
     }
 
     /// A number that changes whenever the registry or the revocations change, so replicas can
-    /// drop cached entries.
+    /// drop cached entries: it grows by one on every put, delete, revoke and unrevoke (0 before
+    /// the first).
     pub async fn version(&self) -> Result<u64, StoreError> {
         dispatch!(self, s => s.version().await)
     }

@@ -1,0 +1,147 @@
+-- Reserve: check and charge every counter of one operation, all or none (see redis.rs).
+--
+-- KEYS[1]    the op record (hash)
+-- KEYS[2]    the revocations (hash: subject -> revoked at)
+-- KEYS[2+i]  the counter of charge i (a key may repeat)
+-- ARGV[1]    now (caller's clock)
+-- ARGV[2]    the record's expiry stamp (now + dedupe ttl)
+-- ARGV[3]    the record's ttl in seconds
+-- ARGV[4]    G, the number of guards; ARGV[5 .. 4+G] the guards
+-- then five values per charge: kind, amount, limit, a, b
+--   'l' lifetime   a, b unused
+--   'f' fixed      a = window end, b = key ttl in seconds ('0': no expiry)
+--   'a' anchored   a = end of a window opened now, b = its ttl in seconds ('0': no expiry)
+--   's' schedule   a = start_at, b = interval
+--
+-- Replies: {'charged'} | {'dup'} | {'revoked', i} | {'exceeded', i, used, resets_at or ''}
+--        | {'notyet', i, available_at} | {'bad', reason}; indexes are 0-based.
+
+local now = dec(ARGV[1])
+local stamp = dec(ARGV[2])
+local guards = tonumber(ARGV[4])
+if not now or not stamp or not guards then
+  return { 'bad', 'malformed arguments' }
+end
+
+-- 1. Revoked guards.
+for i = 1, guards do
+  if redis.call('HEXISTS', KEYS[2], ARGV[4 + i]) == 1 then
+    return { 'revoked', i - 1 }
+  end
+end
+
+-- 2. A live record of this op (reserved or committed).
+local state = redis.call('HMGET', KEYS[1], 's', 'x')
+if state[1] then
+  local x = dec(state[2])
+  if not x then
+    return { 'bad', 'malformed op record' }
+  end
+  if cmp(now, x) < 0 then
+    return { 'dup' }
+  end
+end
+
+-- 3. Check every charge against the counter as this op has left it so far.
+local base = 5 + guards
+local n = (#ARGV - base + 1) / 5
+if n ~= math.floor(n) or n ~= #KEYS - 2 then
+  return { 'bad', 'malformed arguments' }
+end
+
+local seen = {} -- key -> { stored = value in window, proj = value after this op's charges, ... }
+local order = {}
+local charged = {}
+for i = 1, n do
+  local key = KEYS[2 + i]
+  local o = base + (i - 1) * 5
+  local kind, amount, limit = ARGV[o], dec(ARGV[o + 1]), dec(ARGV[o + 2])
+  if not amount or not limit then
+    return { 'bad', 'malformed arguments' }
+  end
+  local c = seen[key]
+  if not c then
+    c = { kind = kind }
+    local v = redis.call('GET', key)
+    if kind == 'a' then
+      local e, u
+      if v then
+        e, u = anchored(v)
+        if not e then
+          return { 'bad', 'malformed counter' }
+        end
+      end
+      if e and cmp(now, e) < 0 then
+        c.stored, c.window_end, c.opens = u, str(e), false
+      else
+        c.stored, c.window_end, c.opens = ZERO, ARGV[o + 3], true
+      end
+      c.ttl = ARGV[o + 4]
+    else
+      c.stored = plain(v)
+      if not c.stored then
+        return { 'bad', 'malformed counter' }
+      end
+      if kind == 'f' then
+        c.ttl = ARGV[o + 4]
+      end
+    end
+    c.proj = c.stored
+    seen[key] = c
+    order[#order + 1] = key
+  end
+
+  local sum = add(c.proj, amount)
+  if cmp(sum, limit) > 0 then
+    local resets = ''
+    if kind == 'f' then
+      resets = ARGV[o + 3]
+    elseif kind == 'a' and not c.opens then
+      resets = c.window_end
+    end
+    return { 'exceeded', i - 1, str(c.stored), resets }
+  end
+  if kind == 's' then
+    local start, interval = dec(ARGV[o + 3]), dec(ARGV[o + 4])
+    if not start or not interval then
+      return { 'bad', 'malformed arguments' }
+    end
+    local due = add(start, mul(c.proj, interval))
+    if cmp(now, due) < 0 then
+      if cmp(due, U64_MAX) > 0 then
+        due = U64_MAX
+      end
+      return { 'notyet', i - 1, str(due) }
+    end
+  end
+  c.proj = sum
+  charged[i] = { key, str(amount), kind == 'a' and c.window_end or '' }
+end
+
+-- 4. Charge every counter and remember what was charged.
+for _, key in ipairs(order) do
+  local c = seen[key]
+  if c.kind == 'a' then
+    local v = c.window_end .. ':' .. str(c.proj)
+    if not c.opens then
+      redis.call('SET', key, v, 'KEEPTTL')
+    elseif c.ttl ~= '0' then
+      redis.call('SET', key, v, 'EX', c.ttl)
+    else
+      redis.call('SET', key, v)
+    end
+  elseif c.kind == 'f' and c.ttl ~= '0' then
+    redis.call('SET', key, str(c.proj), 'EX', c.ttl)
+  else
+    redis.call('SET', key, str(c.proj))
+  end
+end
+
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'r', 'x', ARGV[2], 'n', n)
+for i = 1, n do
+  local ch = charged[i]
+  redis.call('HSET', KEYS[1], 'k' .. i, ch[1], 'a' .. i, ch[2], 'e' .. i, ch[3])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return { 'charged' }
