@@ -104,7 +104,11 @@ impl Admin {
             Ok(sp) => sp,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("serialized: {e}")),
         };
-        let preinstalled = sp.preinstalled_permission().ok().flatten().and_then(|p| p.signer.address);
+        let preinstalled = sp
+            .preinstalled_permission()
+            .ok()
+            .flatten()
+            .and_then(|p| p.signer.address);
         let Some(signer) = b.signer.or(preinstalled) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -159,10 +163,15 @@ impl Admin {
     }
 
     async fn forget(&self, chain: &str, account: &str, pid: &str) -> Answer {
-        let (Ok(chain), Ok(account), Ok(pid)) =
-            (chain.parse::<u64>(), account.parse::<Address>(), pid.parse::<FixedBytes<4>>())
-        else {
-            return error(StatusCode::BAD_REQUEST, "expected /v1/permissions/{chainId}/{account}/{permissionId}");
+        let (Ok(chain), Ok(account), Ok(pid)) = (
+            chain.parse::<u64>(),
+            account.parse::<Address>(),
+            pid.parse::<FixedBytes<4>>(),
+        ) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "expected /v1/permissions/{chainId}/{account}/{permissionId}",
+            );
         };
         match self.gate.registry.delete_permission(chain, account, pid).await {
             Ok(existed) => (StatusCode::OK, json!({ "deleted": existed })),

@@ -827,10 +827,13 @@ mod tests {
         let data = call_data(TRANSFER, &[U256::from(7), U256::from(2)]);
         let other = address!("0000000000000000000000000000000000000042");
         assert_eq!(
-            check(CallPolicyVersion::V1, &[any.clone()], other, &data, 0),
+            check(CallPolicyVersion::V1, std::slice::from_ref(&any), other, &data, 0),
             Err(Reason::CallPolicyViolated)
         );
-        assert_eq!(check(CallPolicyVersion::V3, &[any.clone()], other, &data, 0), Ok(()));
+        assert_eq!(
+            check(CallPolicyVersion::V3, std::slice::from_ref(&any), other, &data, 0),
+            Ok(())
+        );
         // The exact entry wins for its target even though the wildcard would pass.
         let both = [exact, any];
         assert_eq!(

@@ -56,7 +56,10 @@ async fn registered_permissions_are_enforced_and_revocations_reach_every_replica
         Some(json!({ "chainId": 31337, "serialized": serialized, "signer": wrong })),
     )
     .await;
-    assert_eq!(status, 400, "a signer the permission id was not derived with is refused: {body}");
+    assert_eq!(
+        status, 400,
+        "a signer the permission id was not derived with is refused: {body}"
+    );
     let (status, body) = admin(
         "POST",
         &format!("{admin_a}/v1/permissions"),
@@ -76,15 +79,19 @@ async fn registered_permissions_are_enforced_and_revocations_reach_every_replica
     let got = call(&b.url("/31337"), "eth_sendUserOperation", &violation).await;
     assert_eq!(got["error"]["data"]["policy"], "session:call", "{got}");
 
-    let (status, body) =
-        admin("POST", &format!("{admin_a}/v1/revocations"), TOKEN, Some(json!({ "signer": signer }))).await;
+    let (status, body) = admin(
+        "POST",
+        &format!("{admin_a}/v1/revocations"),
+        TOKEN,
+        Some(json!({ "signer": signer })),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let other = vector_params("call-lte-violation-amount-k031");
-    let mut op: serde_json::Value = serde_json::from_str(&params).unwrap();
-    op[0]["nonce"] = json!("0x0002322639fc000000000000000000000000000000000000000000000000002a");
-    let _ = other;
     let got = call(&b.url("/31337"), "eth_sendUserOperation", &params).await;
-    assert_eq!(got["error"]["code"], -32504, "revoked on the other replica at once: {got}");
+    assert_eq!(
+        got["error"]["code"], -32504,
+        "revoked on the other replica at once: {got}"
+    );
     assert_eq!(got["error"]["data"]["reason"], "Revoked", "{got}");
     let subject = body["revoked"].as_str().unwrap().to_string();
     let (status, list) = admin("GET", &format!("{admin_a}/v1/revocations"), TOKEN, None).await;

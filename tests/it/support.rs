@@ -201,11 +201,7 @@ impl Opgate {
     }
 
     /// Starts opgate with its admin API on `admin` too.
-    pub async fn start_full(
-        config: Config,
-        clock: Arc<dyn opgate::clock::Clock>,
-        admin: Option<TcpListener>,
-    ) -> Self {
+    pub async fn start_full(config: Config, clock: Arc<dyn opgate::clock::Clock>, admin: Option<TcpListener>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
