@@ -233,12 +233,24 @@ fn truncate(s: &str) -> String {
     s.chars().take(66).collect()
 }
 
-/// Handles one `eth_sendUserOperation` with its raw params.
-pub async fn send_user_operation(
-    gate: &Gate,
-    chain: &Chain,
-    params: Option<&RawValue>,
-) -> Result<Box<RawValue>, RpcFailure> {
+/// A permitted, reserved op, ready to relay.
+#[derive(Debug)]
+pub struct Decided {
+    /// The op.
+    pub prepared: Prepared,
+    charged: Charged,
+}
+
+impl Decided {
+    /// Whether this decision charged counters (which must then be committed or refunded).
+    pub fn charged(&self) -> bool {
+        self.charged == Charged::Yes
+    }
+}
+
+/// Decides one `eth_sendUserOperation` — decode, policies, reservation — without relaying it.
+/// After relaying, pass the answer to [`settle`].
+pub async fn decide(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Decided, RpcFailure> {
     let label = chain.label.as_str();
     let started = Instant::now();
     let prepared = prepare(gate, chain, params).await?;
@@ -255,12 +267,23 @@ pub async fn send_user_operation(
     let t = Instant::now();
     let charged = reserve(gate, label, &prepared, &permit).await;
     gate.metrics.stage(label, Stage::Store, t.elapsed());
-    let charged = charged?;
+    Ok(Decided {
+        charged: charged?,
+        prepared,
+    })
+}
 
+/// Handles one `eth_sendUserOperation` with its raw params.
+pub async fn send_user_operation(
+    gate: &Gate,
+    chain: &Chain,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, RpcFailure> {
+    let decided = decide(gate, chain, params).await?;
     let t = Instant::now();
     let answer = chain.relay.send_user_operation(params).await;
-    gate.metrics.stage(label, Stage::Upstream, t.elapsed());
-    settle(gate, label, &prepared, charged, &answer).await;
+    gate.metrics.stage(&chain.label, Stage::Upstream, t.elapsed());
+    settle(gate, &chain.label, &decided, &answer).await;
     match answer {
         Ok(answer) => errors::from_answer(answer),
         Err(e) => Err(errors::from_relay(&e)),
@@ -368,7 +391,8 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
 }
 
 /// After relaying: commit or refund, and learn what an accepted op teaches.
-async fn settle(gate: &Gate, label: &str, p: &Prepared, charged: Charged, answer: &Result<UpstreamAnswer, RelayError>) {
+pub async fn settle(gate: &Gate, label: &str, decided: &Decided, answer: &Result<UpstreamAnswer, RelayError>) {
+    let (p, charged) = (&decided.prepared, decided.charged);
     let accepted = matches!(answer, Ok(UpstreamAnswer::Result(_)));
     let delivered_unknown = matches!(answer, Err(RelayError::OutcomeUnknown { .. }));
     if charged == Charged::Yes {
