@@ -267,6 +267,16 @@ pub async fn decide(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Re
     let t = Instant::now();
     let charged = reserve(gate, label, &prepared, &permit).await;
     gate.metrics.stage(label, Stage::Store, t.elapsed());
+    if charged.is_ok() {
+        tracing::info!(
+            user_op_hash = %prepared.hash,
+            sender = %prepared.op.sender(),
+            account = prepared.decoded.account,
+            calls = prepared.decoded.calls.len(),
+            policies = ?evaluation_names(&permit),
+            "operation permitted"
+        );
+    }
     Ok(Decided {
         charged: charged?,
         prepared,
@@ -288,6 +298,13 @@ pub async fn send_user_operation(
         Ok(answer) => errors::from_answer(answer),
         Err(e) => Err(errors::from_relay(&e)),
     }
+}
+
+/// The policies a permit charges, for the decision log.
+fn evaluation_names(permit: &Permit) -> Vec<&str> {
+    let mut names: Vec<&str> = permit.charges().iter().map(|c| c.origin.policy.as_str()).collect();
+    names.dedup();
+    names
 }
 
 fn reject(gate: &Gate, label: &str, p: &Prepared, r: &Rejection) -> RpcFailure {

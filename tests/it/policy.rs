@@ -406,3 +406,44 @@ async fn forged_session_signatures_are_refused_and_charge_nothing() {
     assert_ne!(state(&by_signer), state(&after), "the genuine op was charged");
     redis_cleanup(&prefix);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_budget_can_span_every_chain() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    let prefix = prefix("cross-chain");
+    let policy = budget_policy("everywhere", "{ count = 1 }", "").replace(
+        "counter_scope = \"sender\"",
+        "counter_scope = \"sender\"\nshared_across_chains = true",
+    );
+    let per_chain = budget_policy("per-chain", "{ count = 5 }", "");
+    let toml = format!(
+        "{}[[chains]]\nid = 1\nupstreams = [\"{u}\"]\n[[chains]]\nid = 8453\nupstreams = [\"{u}\"]\n{policy}{per_chain}",
+        redis_store(&prefix, "redis://127.0.0.1:6379", ""),
+        u = upstream.url()
+    );
+    let opgate = Opgate::start_toml(&toml).await;
+    let ops = simple_ops(2, 0);
+    let v = call(&opgate.url("/1"), "eth_sendUserOperation", &ops[0]).await;
+    assert_eq!(v["result"], "0x01", "{v}");
+    let v = call(&opgate.url("/8453"), "eth_sendUserOperation", &ops[1]).await;
+    assert_eq!(
+        v["error"]["data"]["policy"], "everywhere",
+        "the budget used on chain 1 is spent on 8453: {v}"
+    );
+    let state = call(
+        &opgate.url("/8453"),
+        "opgate_getSessionState",
+        &format!(r#"["0x2105","{}","0x00000000"]"#, sender()),
+    )
+    .await;
+    let limits = state["result"]["limits"].as_array().unwrap().clone();
+    let used = |p: &str| limits.iter().find(|l| l["policy"] == p).map(|l| l["used"].clone());
+    assert_eq!(used("everywhere"), Some(json!("1")), "{state}");
+    assert_eq!(
+        used("per-chain"),
+        Some(json!("0")),
+        "the refused op charged nothing, not even the per-chain budget it passed: {state}"
+    );
+    redis_cleanup(&prefix);
+}
