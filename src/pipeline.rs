@@ -394,6 +394,11 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
         }
         Err(e) => {
             gate.store_error("reserve", &e);
+            if matches!(e, StoreError::Timeout(_)) {
+                // The script may have run after the wait ended: take back whatever it charged,
+                // since this op is either refused or relayed uncharged.
+                undo_late_reservation(gate.store.clone(), p.hash);
+            }
             if permit.allows_without_store(gate.on_error) {
                 gate.metrics.store_fallback(label, "allowed");
                 gate.metrics.decision(label, "allowed_on_store_error", "none", "none");
@@ -405,6 +410,22 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
             }
         }
     }
+}
+
+/// Refunds a reservation whose answer came too late, retrying a few times in the background.
+fn undo_late_reservation(store: Arc<Store>, hash: B256) {
+    tokio::spawn(async move {
+        for attempt in 0..5u32 {
+            match store.refund(hash).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(%hash, attempt, error = %e, "refund after a store timeout failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        tracing::warn!(%hash, "a reservation that timed out could not be refunded; its charge stays");
+    });
 }
 
 /// After relaying: commit or refund, and learn what an accepted op teaches.

@@ -356,9 +356,9 @@ impl Drop for Running {
     }
 }
 
-/// Waits until something accepts connections on `port` (bounded: 10 s).
+/// Waits until something accepts connections on `port` (bounded: 30 s).
 pub async fn wait_healthy(port: u16) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return;
         }
