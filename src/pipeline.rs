@@ -350,7 +350,12 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
         }
         Ok(Reserved::Exceeded { index, used, resets_at }) => {
             gate.metrics.reservation(label, "exceeded");
-            let planned = &permit.charges()[index.min(permit.charges().len().saturating_sub(1))];
+            let Some(planned) = permit.charges().get(index) else {
+                return Err(errors::internal(&format!(
+                    "store refused charge {index} of {}",
+                    permit.charges().len()
+                )));
+            };
             let c = &planned.charge;
             let mut rej = Rejection::new(
                 planned.origin.reason,
@@ -371,7 +376,12 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
         }
         Ok(Reserved::NotYetAvailable { index, available_at }) => {
             gate.metrics.reservation(label, "not_yet_available");
-            let planned = &permit.charges()[index.min(permit.charges().len().saturating_sub(1))];
+            let Some(planned) = permit.charges().get(index) else {
+                return Err(errors::internal(&format!(
+                    "store refused charge {index} of {}",
+                    permit.charges().len()
+                )));
+            };
             let rej = Rejection::new(
                 planned.origin.reason,
                 &planned.origin.policy,
@@ -549,7 +559,7 @@ pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
     if ev.rejection.is_none() {
         match gate.store.revoked(&ev.guards).await {
             Ok(Some(i)) => {
-                let g = ev.guards[i].clone();
+                let g = ev.guards.get(i).cloned().unwrap_or_default();
                 ev.fail(Rejection::new(
                     Reason::Revoked,
                     "revocation",
