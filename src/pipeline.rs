@@ -131,6 +131,12 @@ impl Prepared {
             op: &self.op,
             hash: self.hash,
             kernel,
+            calls: self
+                .decoded
+                .detail
+                .as_ref()
+                .and_then(|k| k.calls.as_ref())
+                .filter(|_| self.decoded.account != "unknown"),
             session,
             now: self.now,
         };

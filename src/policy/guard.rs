@@ -103,7 +103,7 @@ pub(crate) fn evaluate(ctx: &OpContext<'_>, matched: &[&OperatorPolicy], ev: &mu
              functions",
         ));
     }
-    let Some(calls) = ctx.kernel.and_then(|k| k.calls.as_ref()) else {
+    let Some(calls) = ctx.calls else {
         return Ok(());
     };
     let sender = ctx.sender();

@@ -25,7 +25,7 @@ use alloy_primitives::{Address, FixedBytes, B256, U256};
 use serde::Serialize;
 
 use crate::config::OnError;
-use crate::decode::{KernelDecoded, Permission};
+use crate::decode::{DecodedCalls, KernelDecoded, Permission};
 use crate::store::Charge;
 use crate::userop::{EntryPointVersion, UserOperation};
 
@@ -222,6 +222,9 @@ pub struct OpContext<'a> {
     pub hash: B256,
     /// Kernel decoding, for Kernel v3 accounts.
     pub kernel: Option<&'a KernelDecoded>,
+    /// The calls the op makes, for every account kind whose call data opgate decodes (Kernel v3
+    /// and v2, SimpleAccount); `None` when the call data is not understood.
+    pub calls: Option<&'a DecodedCalls>,
     /// The permission in effect, for permission-validated ops whose permission is known.
     pub session: Option<SessionPermission<'a>>,
     /// Unix seconds.

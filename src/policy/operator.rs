@@ -261,14 +261,9 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
         }
     }
 
-    let calls: &[Call] = ctx
-        .kernel
-        .and_then(|k| k.calls.as_ref())
-        .map(|c| c.calls.as_slice())
-        .unwrap_or_default();
+    let calls: &[Call] = ctx.calls.map(|c| c.calls.as_slice()).unwrap_or_default();
     let undecoded = ctx
-        .kernel
-        .and_then(|k| k.calls.as_ref())
+        .calls
         .is_none_or(|c| c.format == CallDataFormat::Unknown || c.reverts.is_some() && c.calls.is_empty());
     if (p.calls.is_some() || !p.transfers.is_empty()) && undecoded && !ctx.op.call_data().is_empty() {
         return Err(fail(

@@ -449,3 +449,60 @@ async fn one_budget_can_span_every_chain() {
     );
     redis_cleanup(&prefix);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_rules_apply_to_every_call_of_a_simple_account_batch() {
+    let accept = Arc::new(AtomicBool::new(true));
+    let upstream = bundler(accept).await;
+    // The recorded batch: setNumber(8) on a target, then 8 wei to another address.
+    let rules = |limit: u64, value_cap: &str| {
+        format!(
+            "[[policies]]\nname = \"calls\"\n[[policies.calls]]\ntarget = \"0xedCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e\"\n\
+             function = \"setNumber(uint256)\"\n[[policies.calls.constraints]]\nparam = 0\ncondition = \"lte\"\n\
+             value = \"{limit}\"\n[[policies.calls]]\ntarget = \"*\"\nselector = \"0x00000000\"\n\
+             max_value_per_use = \"{value_cap}\"\n"
+        )
+    };
+    for (limit, cap, want) in [
+        (8, "8", None),
+        (7, "8", Some(("ConditionFailed", "calls[0].constraints[0]"))),
+        (8, "7", Some(("MaxValueExceeded", "calls[1].max_value_per_use"))),
+    ] {
+        let toml = format!(
+            "[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+            upstream.url(),
+            rules(limit, cap)
+        );
+        let opgate = Opgate::start_toml(&toml).await;
+        let v = call(
+            &opgate.url("/"),
+            "eth_sendUserOperation",
+            &vector_params("ep08-simple-account-batch"),
+        )
+        .await;
+        match want {
+            None => assert_eq!(v["result"], "0x01", "{v}"),
+            Some((reason, rule)) => {
+                assert_eq!(v["error"]["data"]["reason"], reason, "{v}");
+                assert_eq!(v["error"]["data"]["rule"], rule, "{v}");
+            }
+        }
+    }
+    // A call to a target no rule names.
+    let toml = format!(
+        "[[chains]]\nid = 1\nupstreams = [\"{}\"]\n[[policies]]\nname = \"only-one\"\n[[policies.calls]]\ntarget = \"0xedCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e\"\n",
+        upstream.url()
+    );
+    let opgate = Opgate::start_toml(&toml).await;
+    let v = call(
+        &opgate.url("/"),
+        "eth_sendUserOperation",
+        &vector_params("ep08-simple-account-batch"),
+    )
+    .await;
+    assert_eq!(v["error"]["data"]["reason"], "CallPolicyViolated", "{v}");
+    assert!(
+        v["error"]["data"]["detail"].as_str().unwrap().starts_with("calls[1]"),
+        "{v}"
+    );
+}
