@@ -3,17 +3,29 @@
 // pimlico_getUserOperationGasPrice, and the receipt fetched from the bundler.
 //
 //   node send-userop.mjs --bundler URL --rpc URL [--entry-point 0.7|0.6|0.8]
-//                        [--owner-key 0x..] [--factory 0x..] [--to 0x..]
-//                        [--value WEI] [--timeout SECONDS]
+//                        [--owner-key 0x..] [--salt N] [--factory 0x..]
+//                        [--to 0x..] [--value WEI] [--data 0x..]
+//                        [--max-fee-per-gas WEI] [--timeout SECONDS]
+//                        [--expect-error] [--expect-reason NAME] [--print-address]
 //
 // --bundler is what the SDK's bundlerTransport talks to (alto, or opgate in front
-// of it); --rpc is anvil, used to read chain state and to fund the new account.
+// of it); --rpc is anvil, used to read chain state and to fund the account.
 // Defaults come from BUNDLER_URL, ANVIL_URL, ENTRY_POINT_VERSION, OWNER_KEY.
+// The same --owner-key and --salt (the factory's account index, default 0) give
+// the same account, so several runs can send from one sender.
+// --max-fee-per-gas replaces the bundler's suggested fee (to send an op whose
+// maximum cost is high); --print-address prints {"sender":..} and sends nothing.
 //
 // On success prints one JSON line on stdout:
-//   {"userOpHash":..,"success":true,"transactionHash":..,"blockNumber":..,"sender":..}
+//   {"userOpHash":..,"success":true,"transactionHash":..,"blockNumber":..,"sender":..,...}
 // On failure prints one line on stderr and exits non-zero (an operation that was
 // included but whose call reverted prints its JSON line, then exits 1).
+//
+// --expect-error turns it around: the bundler endpoint must refuse
+// eth_sendUserOperation. The JSON-RPC answer is printed as it came, on one line:
+//   {"refused":true,"sender":..,"elapsedMs":..,"answer":{"jsonrpc":"2.0","id":..,"error":{..}}}
+// and the exit status is 0; an op that is accepted exits 1. --expect-reason NAME
+// also requires error.data.reason to be NAME (opgate's policy refusals carry it).
 import { parseArgs } from "node:util";
 import { createPublicClient, defineChain, getAddress, http, isAddress, isHex, parseEther } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -59,7 +71,13 @@ const { values: opts } = parseArgs({
     "owner-key": { type: "string", default: process.env.OWNER_KEY },
     to: { type: "string", default: DEFAULT_TO },
     value: { type: "string", default: "12345" },
+    data: { type: "string", default: "0x" },
+    salt: { type: "string", default: "0" },
+    "max-fee-per-gas": { type: "string" },
     timeout: { type: "string", default: "60" },
+    "expect-error": { type: "boolean", default: false },
+    "expect-reason": { type: "string" },
+    "print-address": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -77,12 +95,21 @@ if (opts["owner-key"] !== undefined && !(isHex(opts["owner-key"]) && opts["owner
 }
 const timeoutSeconds = Number(opts.timeout);
 if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) die("--timeout must be a positive number of seconds", 2);
-let value;
-try {
-  value = BigInt(opts.value);
-} catch {
-  die("--value must be an integer number of wei", 2);
+function bigint(name, text) {
+  try {
+    const v = BigInt(text);
+    if (v < 0n) throw new Error("negative");
+    return v;
+  } catch {
+    return die(`--${name} must be a non-negative integer`, 2);
+  }
 }
+const value = bigint("value", opts.value);
+const salt = bigint("salt", opts.salt);
+const maxFeePerGas = opts["max-fee-per-gas"] === undefined ? undefined : bigint("max-fee-per-gas", opts["max-fee-per-gas"]);
+if (!isHex(opts.data) || opts.data.length % 2 !== 0) die("--data must be 0x-prefixed hex of whole bytes", 2);
+const expectReason = opts["expect-reason"];
+const expectError = opts["expect-error"] || expectReason !== undefined;
 
 // Whatever happens, the process ends within the timeout.
 const watchdog = setTimeout(() => die(`timed out after ${timeoutSeconds}s`, 3), timeoutSeconds * 1000);
@@ -99,8 +126,14 @@ async function main() {
     client: publicClient,
     owner,
     entryPoint,
+    index: salt,
     ...(opts.factory ? { factoryAddress: getAddress(opts.factory) } : {}),
   });
+  if (opts["print-address"]) {
+    process.stdout.write(`${JSON.stringify({ sender: getAddress(account.address) })}\n`);
+    clearTimeout(watchdog);
+    process.exit(0);
+  }
 
   // Fund the counterfactual account so it pays for its own deployment and call.
   const fundingHash = await publicClient.request({
@@ -111,21 +144,62 @@ async function main() {
   if (funding.status !== "success") throw new Error(`funding transaction ${fundingHash} failed`);
 
   // The bundler is never retried: a rejection (by alto or by a proxy in front of
-  // it) must surface as it is.
-  const bundlerTransport = http(opts.bundler, { timeout: 30_000, retryCount: 0 });
+  // it) must surface as it is. The answer to eth_sendUserOperation is kept as it
+  // came over the wire, with its round-trip time.
+  let sent;
+  const fetchFn = async (url, init) => {
+    let method;
+    try {
+      method = JSON.parse(init.body).method;
+    } catch {}
+    const started = performance.now();
+    const response = await fetch(url, init);
+    if (method === "eth_sendUserOperation") {
+      const elapsedMs = Math.round((performance.now() - started) * 10) / 10;
+      let answer;
+      try {
+        answer = await response.clone().json();
+      } catch {
+        answer = { status: response.status, body: await response.clone().text() };
+      }
+      sent = { elapsedMs, answer };
+    }
+    return response;
+  };
+  const bundlerTransport = http(opts.bundler, { timeout: 30_000, retryCount: 0, fetchFn });
   const pimlico = createPimlicoClient({ transport: bundlerTransport, entryPoint });
   const client = createSmartAccountClient({
     account,
     chain,
     bundlerTransport,
     userOperation: {
-      estimateFeesPerGas: async () => (await pimlico.getUserOperationGasPrice()).fast,
+      estimateFeesPerGas: async () => {
+        const fast = (await pimlico.getUserOperationGasPrice()).fast;
+        if (maxFeePerGas === undefined) return fast;
+        const tip = fast.maxPriorityFeePerGas < maxFeePerGas ? fast.maxPriorityFeePerGas : maxFeePerGas;
+        return { maxFeePerGas, maxPriorityFeePerGas: tip };
+      },
     },
   });
 
-  const userOpHash = await client.sendUserOperation({
-    calls: [{ to: getAddress(opts.to), value, data: "0x" }],
-  });
+  let userOpHash;
+  try {
+    userOpHash = await client.sendUserOperation({
+      calls: [{ to: getAddress(opts.to), value, data: opts.data }],
+    });
+  } catch (err) {
+    const error = sent?.answer?.error;
+    if (!expectError || !error) throw err;
+    const refused = { refused: true, sender: getAddress(account.address), elapsedMs: sent.elapsedMs, answer: sent.answer };
+    process.stdout.write(`${JSON.stringify(refused)}\n`);
+    clearTimeout(watchdog);
+    const reason = error.data?.reason;
+    if (expectReason !== undefined && reason !== expectReason) {
+      die(`eth_sendUserOperation was refused with reason ${reason ?? "(none)"}, expected ${expectReason}`);
+    }
+    process.exit(0);
+  }
+  if (expectError) die(`UserOperation ${userOpHash} was accepted, but a refusal was expected`);
   const receipt = await client.waitForUserOperationReceipt({
     hash: userOpHash,
     pollingInterval: 250,
@@ -138,6 +212,8 @@ async function main() {
     transactionHash: receipt.receipt.transactionHash,
     blockNumber: Number(receipt.receipt.blockNumber),
     sender: getAddress(receipt.sender),
+    actualGasCost: receipt.actualGasCost.toString(),
+    sendElapsedMs: sent?.elapsedMs,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
   clearTimeout(watchdog);

@@ -44,3 +44,31 @@ fn check_config_command() {
     assert!(stderr.contains("timeuot"), "the error names the key: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_config_parses() {
+    // scripts/demo.sh sets these from the devnet's state and for its own run.
+    for (name, value) in [
+        ("BUNDLER_URL", "http://127.0.0.1:14337"),
+        ("DEMO_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("DEMO_STORE_PREFIX", "opgate-demo-test:"),
+        ("DEMO_ADMIN_PORT", "29465"),
+        ("DEMO_ADMIN_TOKEN", "demo-0123456789abcdef"),
+    ] {
+        std::env::set_var(name, value);
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let config = Config::load(&path, &Overrides::default()).expect("config/demo.toml is valid");
+    assert_eq!(config.chains.len(), 1);
+    assert_eq!(config.chains[0].id, Some(31337), "the devnet's chain");
+    let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["one-op-per-account", "gas-cap"],
+        "scripts/demo.sh expects these"
+    );
+    assert!(config.admin.listen.is_some(), "the demo revokes through the admin API");
+    // DEMO_STORE=redis rewrites exactly this line.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().filter(|l| *l == r#"backend = "memory""#).count(), 1);
+}

@@ -1,29 +1,66 @@
-//! The Grafana dashboard and the alert rules only name metrics the code exports.
+//! The Grafana dashboard and the alert rules only name metrics the code exports, and select them
+//! only by labels those metrics carry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use opgate::telemetry::{MethodLabel, Metrics, Outcome, UpstreamOutcome};
+use opgate::telemetry::{MethodLabel, Metrics, Outcome, Stage, UpstreamOutcome};
 
-fn exported() -> BTreeSet<String> {
+/// Every exported metric family with its label names.
+fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let metrics = Metrics::new();
     // Touch every family so that labelled ones appear in the exposition.
     let chain = metrics.chain("1", &["u".to_string()]);
-    chain.observe_request(MethodLabel::ChainId, Outcome::Success, std::time::Duration::ZERO);
+    chain.observe_request(MethodLabel::ChainId, Outcome::Success, Duration::ZERO);
     chain.failover();
     chain
         .upstream(0)
         .unwrap()
-        .observe(UpstreamOutcome::RpcError, std::time::Duration::ZERO, Some(-32500));
+        .observe(UpstreamOutcome::RpcError, Duration::ZERO, Some(-32500));
+    let decisions = metrics.decisions();
+    decisions.decision("1", "rejected", "RateLimited", "p");
+    decisions.stage("1", Stage::Store, Duration::ZERO);
+    decisions.reservation("1", "charged");
+    decisions.store_error("reserve", "timeout");
+    decisions.store_fallback("1", "allowed");
     metrics
         .registry()
         .gather()
         .iter()
-        .map(|f| f.name().to_string())
+        .map(|f| {
+            let labels = f
+                .get_metric()
+                .iter()
+                .flat_map(|m| m.get_label().iter().map(|l| l.name().to_string()))
+                .collect();
+            (f.name().to_string(), labels)
+        })
         .collect()
 }
 
-fn referenced(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+/// The label names a selector `{a="x",b=~"y"}` matches on.
+fn selector_labels(selector: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = selector;
+    while let Some(op) = rest.find(['=', '!']) {
+        let name = rest[..op].trim().trim_start_matches(',').trim();
+        names.push(name.to_string());
+        // Skip the operator and the quoted value (which may hold `=`, `,` or escaped quotes).
+        let Some(open) = rest[op..].find('"') else { break };
+        let mut i = op + open + 1;
+        let bytes = rest.as_bytes();
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        rest = &rest[(i + 1).min(rest.len())..];
+    }
+    names
+}
+
+/// Every `opgate_*` name in `text` (histogram series reduced to their family), with the label
+/// names of the selector that follows it, if any.
+fn referenced(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(pos) = text[i..].find("opgate_") {
@@ -39,7 +76,12 @@ fn referenced(text: &str) -> BTreeSet<String> {
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
                 .unwrap_or(name);
-            names.insert(base.to_string());
+            let labels = names.entry(base.to_string()).or_default();
+            if text[end..].starts_with('{') {
+                if let Some(close) = text[end..].find('}') {
+                    labels.extend(selector_labels(&text[end + 1..end + close]));
+                }
+            }
         }
         i = end;
     }
@@ -56,19 +98,79 @@ fn dashboards_and_alerts_name_only_exported_metrics() {
         if file.ends_with(".json") {
             serde_json::from_str::<serde_json::Value>(&text).expect("the dashboard is valid JSON");
         }
+        // In JSON the selectors' quotes are escaped.
+        let text = text.replace("\\\"", "\"");
         let names = referenced(&text);
         assert!(!names.is_empty(), "{file} names no metric");
-        for name in names {
+        for (name, labels) in names {
             // Grafana panel ids and the dashboard uid use the same prefix; only metric names count.
             if name == "opgate_" || name.starts_with("opgate_overview") {
                 continue;
             }
-            assert!(
-                exported.contains(&name),
-                "{file} uses {name}, which opgate does not export: {exported:?}"
-            );
+            let Some(known) = exported.get(&name) else {
+                panic!(
+                    "{file} uses {name}, which opgate does not export: {:?}",
+                    exported.keys()
+                );
+            };
+            for label in labels {
+                assert!(
+                    label == "le" || known.contains(&label),
+                    "{file} selects {name} by `{label}`, which it does not carry: {known:?}"
+                );
+            }
             checked += 1;
         }
     }
     assert!(checked >= 8, "only {checked} metric references checked");
+}
+
+#[test]
+fn the_dashboard_covers_decisions_latency_and_the_store() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let dashboard = std::fs::read_to_string(dir.join("opgate.json")).unwrap();
+    let alerts = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
+    for (text, file, needles) in [
+        (
+            &dashboard,
+            "opgate.json",
+            &[
+                "sum by (reason) (rate(opgate_decisions_total",
+                "sum by (policy) (rate(opgate_decisions_total",
+                "opgate_stage_duration_seconds_bucket",
+                "opgate_store_errors_total",
+                "opgate_store_fallbacks_total",
+                "sum by (result) (rate(opgate_reservations_total",
+            ][..],
+        ),
+        (
+            &alerts,
+            "alerts.yml",
+            &[
+                "opgate_store_errors_total",
+                "opgate_store_fallbacks_total",
+                "opgate_decisions_total{outcome=\"rejected\"}",
+                "opgate_stage_duration_seconds_bucket",
+            ][..],
+        ),
+    ] {
+        for needle in needles {
+            assert!(text.contains(needle), "{file} has no panel or rule over `{needle}`");
+        }
+    }
+}
+
+#[test]
+fn selectors_are_read_label_by_label() {
+    assert_eq!(
+        selector_labels(r#"chain=~"$chain",outcome="rejected", stage!~"a|b=c,d""#),
+        ["chain", "outcome", "stage"]
+    );
+    assert!(selector_labels("").is_empty());
+    let refs = referenced(r#"rate(opgate_stage_duration_seconds_bucket{stage="store"}[5m]) + opgate_x"#);
+    assert_eq!(
+        refs["opgate_stage_duration_seconds"],
+        BTreeSet::from(["stage".to_string()])
+    );
+    assert!(refs["opgate_x"].is_empty());
 }
