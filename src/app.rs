@@ -15,6 +15,7 @@ use crate::pipeline::Gate;
 use crate::registry::Registry;
 use crate::relay::{Relay, RelayBuildError, UpstreamAnswer};
 use crate::rpc::{RpcServer, ServerError};
+use crate::sim::Simulator;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
@@ -93,6 +94,10 @@ impl App {
                 methods: config.methods.clone(),
                 metrics: chain_metrics,
                 gate: gate.clone(),
+                simulator: match (&chain.simulation, id) {
+                    (Some(sim), Some(id)) => Some(Simulator::new(sim.clone(), id, tokio::runtime::Handle::current())),
+                    _ => None,
+                },
             }));
         }
         Ok(Self {

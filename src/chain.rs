@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::MethodRules;
 use crate::pipeline::Gate;
 use crate::relay::Relay;
+use crate::sim::Simulator;
 use crate::telemetry::ChainMetrics;
 
 /// One served chain.
@@ -23,4 +24,6 @@ pub struct Chain {
     pub metrics: ChainMetrics,
     /// Policies, store and registry (shared by every chain).
     pub gate: Arc<Gate>,
+    /// Simulation against the chain's node; `None` when no node is configured.
+    pub simulator: Option<Simulator>,
 }

@@ -16,6 +16,7 @@
 //! - [`telemetry`]: Prometheus metrics and tracing.
 //! - [`userop`]: UserOperation v0.6/v0.7/v0.8 wire and domain types, packing, userOpHash.
 //! - [`decode`]: Kernel nonce, calls, permission signatures, enable data, policies, initCode.
+//! - [`sim`]: revm simulation of an op through the real EntryPoint against the node's state.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod registry;
 pub mod relay;
 pub mod rpc;
 pub mod session_state;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod userop;

@@ -55,6 +55,10 @@ struct ServeArgs {
     /// Chain id of the upstreams given with --upstream (asked of the upstream when omitted).
     #[arg(long)]
     chain_id: Option<u64>,
+    /// JSON-RPC node of the chain given by --chain-id (or of the only chain): turns on
+    /// simulation of every operation against its state.
+    #[arg(long, value_name = "URL")]
+    node: Option<String>,
     /// Log format: pretty or json [default: pretty]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -126,6 +130,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         upstreams: args.upstreams,
         chain_id: args.chain_id,
         log_format: args.log_format,
+        node: args.node,
     };
     let config = match &args.config {
         Some(path) => Config::load(path, &overrides),

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use raw::{RawConfig, RawUpstream};
+use alloy_primitives::Address;
+use raw::{RawConfig, RawSimulation, RawUpstream};
 use url::Url;
 
 pub use env::expand as expand_env;
@@ -222,7 +223,46 @@ pub struct ChainConfig {
     pub id: Option<u64>,
     /// Upstream bundlers, tried in this order.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Simulation against the chain's node; `None` (no `node`) turns simulation off.
+    pub simulation: Option<SimulationConfig>,
 }
+
+/// `node` and `[chains.simulation]`: how ops on one chain are simulated before they are relayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimulationConfig {
+    /// The chain's JSON-RPC node (state is read from it).
+    pub node: Url,
+    /// What to do when a simulation times out or the node cannot be reached.
+    pub on_sim_error: OnError,
+    /// Deadline of one simulation, node reads included.
+    pub timeout: Duration,
+    /// The `handleOps` sender (and beneficiary) the simulation acts as.
+    pub bundler: Address,
+    /// Refuse ops whose execution (the account call) reverts.
+    pub reject_reverting: bool,
+    /// Simulations running at once; more wait their turn within their deadline.
+    pub max_concurrent: u32,
+}
+
+impl std::fmt::Debug for SimulationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The node URL may carry an API key: show only its host.
+        f.debug_struct("SimulationConfig")
+            .field("node_host", &self.node.host_str())
+            .field("on_sim_error", &self.on_sim_error)
+            .field("timeout", &self.timeout)
+            .field("bundler", &self.bundler)
+            .field("reject_reverting", &self.reject_reverting)
+            .field("max_concurrent", &self.max_concurrent)
+            .finish()
+    }
+}
+
+/// The default `handleOps` sender of simulations: anvil's account #9 of the `test … junk`
+/// mnemonic — any EOA does, its balance is topped up inside the simulation.
+pub const DEFAULT_SIM_BUNDLER: Address = alloy_primitives::address!("a0Ee7A142d267C1f36714E4a8F75612F20a79720");
+const DEFAULT_SIM_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_SIM_MAX_CONCURRENT: u32 = 64;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +300,8 @@ pub struct Overrides {
     pub chain_id: Option<u64>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--node`: the node of the chain given by `--chain-id` (or of the only chain).
+    pub node: Option<String>,
 }
 
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -393,9 +435,11 @@ impl Config {
                 let key = format!("{key}.upstreams[{j}]");
                 upstreams.push(upstream(&key, j, up, upstream_timeout)?);
             }
+            let simulation = simulation(&key, chain.node.as_deref(), &chain.simulation)?;
             chains.push(ChainConfig {
                 id: Some(chain.id),
                 upstreams,
+                simulation,
             });
         }
 
@@ -420,6 +464,7 @@ impl Config {
                 None => chains.push(ChainConfig {
                     id: ov.chain_id,
                     upstreams,
+                    simulation: None,
                 }),
             }
         } else if let Some(id) = ov.chain_id {
@@ -444,6 +489,25 @@ impl Config {
                     "at least one upstream is needed",
                 ));
             }
+        }
+
+        if let Some(node) = &ov.node {
+            let target = match ov.chain_id {
+                Some(id) => chains.iter().position(|c| c.id == Some(id)),
+                None if chains.len() == 1 => Some(0),
+                None => None,
+            };
+            let Some(i) = target else {
+                return Err(invalid(
+                    "--node",
+                    "say which chain the node serves with --chain-id (a chain that is served)",
+                ));
+            };
+            let (key, raw_sim) = match ov.chain_id.and_then(|id| raw.chains.iter().position(|c| c.id == id)) {
+                Some(j) => (format!("chains[{j}]"), &raw.chains[j].simulation),
+                None => ("--node".to_string(), &RawSimulation::default()),
+            };
+            chains[i].simulation = simulation(&key, Some(node), raw_sim)?;
         }
 
         let store = policy::store(&raw.store)?;
@@ -489,6 +553,43 @@ fn duration(key: &str, value: &Option<String>, default: Duration) -> Result<Dura
             Ok(d)
         }
     }
+}
+
+/// `node` and `[chains.simulation]` of one chain; `None` without a node.
+fn simulation(key: &str, node: Option<&str>, raw: &RawSimulation) -> Result<Option<SimulationConfig>, ConfigError> {
+    let Some(node) = node else {
+        return Ok(None);
+    };
+    let node_key = format!("{key}.node");
+    let expanded = env::expand(node).map_err(|m| invalid(&node_key, m))?;
+    let node = Url::parse(&expanded).map_err(|e| invalid(&node_key, format!("not a URL: {e}")))?;
+    if !matches!(node.scheme(), "http" | "https") || node.host_str().is_none() {
+        return Err(invalid(&node_key, "must be an http:// or https:// URL with a host"));
+    }
+    let key = format!("{key}.simulation");
+    let on_sim_error = match &raw.on_sim_error {
+        Some(v) => OnError::parse(&format!("{key}.on_sim_error"), v)?,
+        None => OnError::Reject,
+    };
+    let bundler = match &raw.bundler {
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid(format!("{key}.bundler"), format!("`{v}` is not an address")))?,
+        None => DEFAULT_SIM_BUNDLER,
+    };
+    let max_concurrent = match raw.max_concurrent {
+        Some(0) => return Err(invalid(format!("{key}.max_concurrent"), "must be at least 1")),
+        Some(n) => n,
+        None => DEFAULT_SIM_MAX_CONCURRENT,
+    };
+    Ok(Some(SimulationConfig {
+        node,
+        on_sim_error,
+        timeout: duration(&format!("{key}.timeout"), &raw.timeout, DEFAULT_SIM_TIMEOUT)?,
+        bundler,
+        reject_reverting: raw.reject_reverting.unwrap_or(false),
+        max_concurrent,
+    }))
 }
 
 fn upstream(
@@ -627,6 +728,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Config::from_toml(two, &ov).unwrap().chains.len(), 3);
+    }
+
+    #[test]
+    fn simulation_is_off_without_a_node() {
+        let text = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        assert_eq!(c.chains[0].simulation, None);
+
+        let text = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = \"http://n:8545\"\n\
+                    [chains.simulation]\non_sim_error = \"allow\"\ntimeout = \"500ms\"\nreject_reverting = true\n";
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        let s = c.chains[0].simulation.as_ref().unwrap();
+        assert_eq!(s.node.as_str(), "http://n:8545/");
+        assert_eq!((s.on_sim_error, s.reject_reverting), (OnError::Allow, true));
+        assert_eq!(
+            (s.timeout, s.bundler, s.max_concurrent),
+            (Duration::from_millis(500), DEFAULT_SIM_BUNDLER, 64)
+        );
+
+        let ov = Overrides {
+            upstreams: vec!["http://b".into()],
+            chain_id: Some(5),
+            node: Some("http://node".into()),
+            ..Default::default()
+        };
+        let c = Config::from_overrides(&ov).unwrap();
+        assert_eq!(c.chains[0].simulation.as_ref().unwrap().node.as_str(), "http://node/");
+
+        let bad = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = \"ftp://n\"\n";
+        match Config::from_toml(bad, &Overrides::default()) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "chains[0].node"),
+            other => panic!("{other:?}"),
+        }
+        let bad = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = \"http://n\"\n[chains.simulation]\nmax_concurrent = 0\n";
+        assert!(Config::from_toml(bad, &Overrides::default()).is_err());
     }
 
     #[test]

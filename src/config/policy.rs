@@ -22,7 +22,7 @@ pub enum OnError {
 }
 
 impl OnError {
-    fn parse(key: &str, v: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(key: &str, v: &str) -> Result<Self, ConfigError> {
         match v {
             "reject" => Ok(Self::Reject),
             "allow" => Ok(Self::Allow),

@@ -178,6 +178,19 @@ pub(crate) struct RawChain {
     pub(crate) id: u64,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
+    pub(crate) node: Option<String>,
+    #[serde(default)]
+    pub(crate) simulation: RawSimulation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSimulation {
+    pub(crate) on_sim_error: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) bundler: Option<String>,
+    pub(crate) reject_reverting: Option<bool>,
+    pub(crate) max_concurrent: Option<u32>,
 }
 
 /// An upstream is either a bare URL or a table.

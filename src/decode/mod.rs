@@ -36,7 +36,7 @@ pub mod multichain;
 pub mod nonce;
 pub mod permission;
 pub mod policy;
-mod ser;
+pub(crate) mod ser;
 pub mod serialized;
 pub mod signature;
 pub mod stub;

@@ -10,18 +10,18 @@ use opgate::config::{Config, Overrides};
 
 use crate::support::*;
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A devnet started for this test on free ports; stopped (by its own pid files) on drop.
-struct Devnet {
+pub(crate) struct Devnet {
     dir: PathBuf,
     state: HashMap<String, String>,
 }
 
 impl Devnet {
-    async fn up() -> Self {
+    pub(crate) async fn up() -> Self {
         let free = || async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             l.local_addr().unwrap().port()
@@ -64,7 +64,7 @@ impl Devnet {
         devnet
     }
 
-    fn get(&self, key: &str) -> &str {
+    pub(crate) fn get(&self, key: &str) -> &str {
         self.state
             .get(key)
             .unwrap_or_else(|| panic!("{key} missing from the devnet state"))

@@ -12,3 +12,4 @@ mod devnet;
 mod policy;
 mod policy_vectors;
 mod proxy;
+mod sim;
