@@ -19,10 +19,13 @@
 //!   accepted and charged.
 //!
 //! It measures, per repetition: latency with one decision in flight; throughput and latency with
-//! C concurrent tasks (C = 1, 4, 16, 64); then, once: the Redis commands each decision sends (through
-//! a counting TCP proxy, and from the server's `INFO commandstats`), and where the time goes
-//! (parse and decode, policies, reservation, ECDSA recovery). Op records are deleted between runs
-//! so that every measured decision makes a full reservation. Every key is deleted at the end.
+//! C concurrent tasks (closed loop, C = 1, 4, 16, 64); latency at fixed offered rates (open loop,
+//! 2,500 to 10,000 decisions/s); then, once: the Redis commands each decision sends (through a
+//! counting TCP proxy, and from the server's `INFO commandstats`), and where the time goes (parse
+//! and decode, policies, reservation, ECDSA recovery). Op records are deleted between runs so that
+//! every measured decision makes a full reservation. Every key is deleted at the end. Besides the
+//! figures, the report gives the CPU per decision of this process and of the Redis server, and how
+//! much of the machine other processes used meanwhile.
 //!
 //! Run: `cargo bench --bench decision -- [options]` (`--help`), or `scripts/bench-decision.sh`.
 //! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
@@ -99,7 +102,9 @@ usage: cargo bench --bench decision -- [options]
   --sequential N     decisions timed with one in flight, per repetition  [env OPGATE_BENCH_SEQUENTIAL, 20000]
   --decisions N      decisions per concurrency level and repetition      [env OPGATE_BENCH_DECISIONS, 20000]
   --warmup N         unmeasured decisions before each run                [env OPGATE_BENCH_WARMUP, 2000]
-  --concurrency LIST concurrent tasks, comma-separated                   [env OPGATE_BENCH_CONCURRENCY, 1,4,16,64]
+  --concurrency LIST concurrent tasks (closed loop), comma-separated     [env OPGATE_BENCH_CONCURRENCY, 1,4,16,64]
+  --rates LIST       offered decisions/s (open loop), comma-separated    [env OPGATE_BENCH_RATES, 2500,5000,7500,10000]
+  --open-secs S      seconds each open-loop rate is offered              [env OPGATE_BENCH_OPEN_SECS, 2]
   --workers N        tokio worker threads                                [env OPGATE_BENCH_WORKERS, 2]
   --reps N           repetitions; figures are medians over them          [env OPGATE_BENCH_REPS, 3]
   --probe N          decisions for the round-trip count and the breakdown [env OPGATE_BENCH_PROBE, 5000]
@@ -118,6 +123,8 @@ struct Args {
     decisions: usize,
     warmup: usize,
     concurrency: Vec<usize>,
+    rates: Vec<usize>,
+    open_secs: usize,
     workers: usize,
     reps: usize,
     probe: usize,
@@ -144,6 +151,8 @@ fn parse_args() -> Result<Args, String> {
         decisions: env_or("OPGATE_BENCH_DECISIONS", 20_000)?,
         warmup: env_or("OPGATE_BENCH_WARMUP", 2_000)?,
         concurrency: parse_list(&env_or("OPGATE_BENCH_CONCURRENCY", "1,4,16,64".to_string())?)?,
+        rates: parse_list(&env_or("OPGATE_BENCH_RATES", "2500,5000,7500,10000".to_string())?)?,
+        open_secs: env_or("OPGATE_BENCH_OPEN_SECS", 2)?,
         workers: env_or("OPGATE_BENCH_WORKERS", 2)?,
         reps: env_or("OPGATE_BENCH_REPS", 3)?,
         probe: env_or("OPGATE_BENCH_PROBE", 5_000)?,
@@ -160,6 +169,8 @@ fn parse_args() -> Result<Args, String> {
         args.warmup = 20;
         args.reps = 1;
         args.probe = 100;
+        args.rates = vec![1000];
+        args.open_secs = 1;
         args.smoke = true;
     }
     let mut it = given.into_iter();
@@ -173,6 +184,8 @@ fn parse_args() -> Result<Args, String> {
             "--decisions" | "-n" => args.decisions = number(value()?)?,
             "--warmup" => args.warmup = number(value()?)?,
             "--concurrency" | "-c" => args.concurrency = parse_list(&value()?)?,
+            "--rates" => args.rates = parse_list(&value()?)?,
+            "--open-secs" => args.open_secs = number(value()?)?,
             "--workers" => args.workers = number(value()?)?,
             "--reps" => args.reps = number(value()?)?,
             "--probe" => args.probe = number(value()?)?,
@@ -184,8 +197,13 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if args.concurrency.contains(&0) || args.workers == 0 || args.reps == 0 || args.probe == 0 {
-        return Err("--concurrency, --workers, --reps and --probe must be at least 1".into());
+    if args.concurrency.contains(&0)
+        || args.rates.contains(&0)
+        || args.workers == 0
+        || args.reps == 0
+        || args.probe == 0
+    {
+        return Err("--concurrency, --rates, --workers, --reps and --probe must be at least 1".into());
     }
     if args.sequential == 0 && args.decisions == 0 {
         return Err("--sequential and --decisions cannot both be 0".into());
@@ -636,6 +654,19 @@ fn process_cpu() -> Option<u64> {
     Some((user + system) * TICK_NS)
 }
 
+/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -806,6 +837,10 @@ fn record(hist: &mut Histogram<u64>, since: Instant) {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
+    /// Open loop: the rate at which decisions were actually started (per second).
+    started_per_sec: f64,
+    /// Open loop: p99 of how late decisions were started against their schedule (ns).
+    lag_p99: u64,
     p50: u64,
     p90: u64,
     p99: u64,
@@ -876,28 +911,122 @@ async fn drive(b: &Bench, range: std::ops::Range<usize>, tasks: usize) -> Result
     Ok((hist, wall))
 }
 
-/// One measured run: warm-up, then `n` decisions with `tasks` in flight, with CPU accounting.
+/// Starts `ops[range]` on a schedule of `rate` decisions per second, whatever is in flight (an
+/// open loop: a slow decision does not delay the next one). The schedule is kept at the tokio
+/// timer's granularity (1 ms): every decision due by a tick starts at that tick, as requests read
+/// in one wake-up of a server would. (A thread of its own sleeping until each start time was
+/// tried: waking a worker from outside the runtime for every decision cost more CPU than the
+/// decision.) A decision's latency runs from its start; how late starts were against the
+/// schedule is returned too, with the rate at which decisions actually started.
+async fn drive_open(
+    b: &Bench,
+    range: std::ops::Range<usize>,
+    rate: usize,
+) -> Result<(Histogram<u64>, Duration, Histogram<u64>, f64), String> {
+    let n = range.len();
+    let period = 1.0 / rate as f64;
+    let mut set = JoinSet::new();
+    let mut hist = histogram();
+    let mut lag = histogram();
+    let mut last_done = None::<Instant>;
+    let mut reap = |joined: Result<Result<(u64, Instant), String>, tokio::task::JoinError>,
+                    hist: &mut Histogram<u64>| {
+        let (ns, done) = joined.map_err(|e| e.to_string())??;
+        hist.saturating_record(ns.clamp(1, HIST_MAX_NS));
+        last_done = Some(last_done.map_or(done, |l: Instant| l.max(done)));
+        Ok::<_, String>(())
+    };
+    let t0 = Instant::now();
+    let due = |i: usize| t0 + Duration::from_secs_f64(i as f64 * period);
+    let mut i = 0;
+    let mut last_start = t0;
+    while i < n {
+        if due(i) > Instant::now() {
+            tokio::time::sleep_until(due(i).into()).await;
+        }
+        let now = Instant::now();
+        while i < n && due(i) <= now {
+            let ns = u64::try_from(now.duration_since(due(i)).as_nanos()).unwrap_or(u64::MAX);
+            lag.saturating_record(ns.clamp(1, HIST_MAX_NS));
+            let (gate, chain, ops) = (b.gate.clone(), b.chain.clone(), b.ops.clone());
+            let at = range.start + i;
+            set.spawn(async move {
+                let t = Instant::now();
+                decide_one(&gate, &chain, &ops[at]).await?;
+                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                Ok::<_, String>((ns, Instant::now()))
+            });
+            last_start = now;
+            i += 1;
+        }
+        while let Some(joined) = set.try_join_next() {
+            if let Err(e) = reap(joined, &mut hist) {
+                set.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    let started_secs = last_start.duration_since(t0).as_secs_f64();
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = reap(joined, &mut hist) {
+            set.abort_all();
+            return Err(e);
+        }
+    }
+    let wall = last_done.map_or(Duration::ZERO, |l| l.duration_since(t0));
+    let started_per_sec = if started_secs > 0.0 {
+        n.saturating_sub(1) as f64 / started_secs
+    } else {
+        0.0
+    };
+    Ok((hist, wall, lag, started_per_sec))
+}
+
+/// How a run applies load.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// `tasks` concurrent tasks, each starting its next decision when its previous one is decided.
+    Closed { tasks: usize },
+    /// Decisions started at `rate` per second, whatever is in flight.
+    Open { rate: usize },
+}
+
+/// One measured run: warm-up, then `n` decisions under `load`, with CPU accounting.
 async fn measure(
     b: &Bench,
     con: &mut redis::aio::MultiplexedConnection,
     op_pattern: &str,
     warmup: usize,
     n: usize,
-    tasks: usize,
+    load: Load,
 ) -> Result<Figures, String> {
     // Every op must make a full reservation: forget the op records of the previous run.
     delete_keys(con, op_pattern).await?;
     if warmup > 0 {
-        drive(b, 0..warmup, tasks).await?;
+        match load {
+            Load::Closed { tasks } => drive(b, 0..warmup, tasks).await.map(|_| ())?,
+            Load::Open { rate } => drive_open(b, 0..warmup, rate).await.map(|_| ())?,
+        }
     }
     let cpu0 = process_cpu();
     let redis0 = redis_cpu(con).await?;
-    let (hist, wall) = drive(b, warmup..warmup + n, tasks).await?;
+    let (hist, wall, lag, started_per_sec) = match load {
+        Load::Closed { tasks } => {
+            let (hist, wall) = drive(b, warmup..warmup + n, tasks).await?;
+            (hist, wall, None, 0.0)
+        }
+        Load::Open { rate } => {
+            let (hist, wall, lag, started) = drive_open(b, warmup..warmup + n, rate).await?;
+            (hist, wall, Some(lag), started)
+        }
+    };
     let redis1 = redis_cpu(con).await?;
     let cpu1 = process_cpu();
     let count = hist.len().max(1);
     let secs = wall.as_secs_f64();
     Ok(Figures {
+        started_per_sec,
+        lag_p99: lag.map_or(0, |l| l.value_at_quantile(0.99)),
         p50: hist.value_at_quantile(0.50),
         p90: hist.value_at_quantile(0.90),
         p99: hist.value_at_quantile(0.99),
@@ -1149,6 +1278,8 @@ fn median<T: Copy, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> Option<T
 fn medians(runs: &[Figures]) -> Figures {
     let m = |f: fn(&Figures) -> u64| median(runs, f).map(|r| f(&r)).unwrap_or(0);
     Figures {
+        started_per_sec: median(runs, |r| r.started_per_sec).map_or(0.0, |r| r.started_per_sec),
+        lag_p99: m(|f| f.lag_p99),
         p50: m(|f| f.p50),
         p90: m(|f| f.p90),
         p99: m(|f| f.p99),
@@ -1173,10 +1304,14 @@ struct Report<'a> {
     args: &'a Args,
     sequential: Vec<Figures>,
     concurrent: Vec<(usize, Vec<Figures>)>,
+    open: Vec<(usize, Vec<Figures>)>,
     trips: RoundTrips,
     stages: Vec<(&'static str, Stage)>,
     load_before: String,
     load_after: String,
+    /// Share of the machine's CPU that processes other than this one and Redis used while the
+    /// repetitions ran.
+    others_busy: Option<f64>,
 }
 
 fn print_report(r: &Report<'_>) {
@@ -1188,15 +1323,21 @@ fn print_report(r: &Report<'_>) {
     }
     println!("## Send decisions (decode + policies + Redis reserve, upstream excluded)");
     println!();
+    let others = r
+        .others_busy
+        .map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0));
     println!(
         "{} tokio workers, Redis at {}; {} warm-up decisions before each run; medians over {} repetitions. \
-         Load average before: {}, after: {}.",
+         Other processes (neither this one nor Redis) used {others} of the machine's CPU during the \
+         repetitions; load average before: {}, after: {}.",
         args.workers, args.redis, args.warmup, args.reps, r.load_before, r.load_after
     );
     println!();
+    println!("Closed loop (each task starts its next decision when the previous one is decided):");
+    println!();
     println!(
         "| run | decisions | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | decisions/s | \
-         opgate CPU/decision (µs) | Redis CPU/decision (µs) |"
+         process CPU/decision (µs) | Redis CPU/decision (µs) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let row = |name: String, f: &Figures| {
@@ -1220,6 +1361,36 @@ fn print_report(r: &Report<'_>) {
         row(format!("C={c}"), &medians(runs));
     }
     println!();
+    if !r.open.is_empty() {
+        println!(
+            "Open loop (decisions started on a fixed schedule at the 1 ms timer's granularity, whatever \
+             is in flight, for {} s per rate; latency from each decision's start):",
+            args.open_secs
+        );
+        println!();
+        println!(
+            "| offered/s | started/s | decided/s | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | \
+             start lag p99 (µs) | process CPU/decision (µs) | Redis CPU/decision (µs) |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (rate, runs) in &r.open {
+            let f = medians(runs);
+            println!(
+                "| {rate} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.started_per_sec,
+                f.per_sec,
+                us(f.p50),
+                us(f.p90),
+                us(f.p99),
+                us(f.p999),
+                us(f.max),
+                us(f.lag_p99),
+                us(f.cpu),
+                us(f.redis_cpu)
+            );
+        }
+        println!();
+    }
 
     println!(
         "Redis commands per decision, counted by a proxy between opgate and Redis (a second opgate, \
@@ -1287,15 +1458,30 @@ fn print_report(r: &Report<'_>) {
     for (c, runs) in &r.concurrent {
         let f = medians(runs);
         println!(
-            "- C={c}: {:.0} decisions/s (target ≥ 10000: {}), p99 {} µs (target ≤ 1000: {})",
+            "- closed loop C={c}: {:.0} decisions/s, p99 {} µs (≤ 1000: {})",
             f.per_sec,
-            met(f.per_sec >= TARGET_PER_SEC),
             us(f.p99),
             met(f.p99 <= TARGET_P99_NS)
         );
     }
     if let Some((c, f)) = best {
-        println!("- highest throughput: {:.0} decisions/s at C={c}", f.per_sec);
+        println!(
+            "- highest closed-loop throughput: {:.0} decisions/s at C={c} (target ≥ 10000: {})",
+            f.per_sec,
+            met(f.per_sec >= TARGET_PER_SEC)
+        );
+    }
+    for (rate, runs) in &r.open {
+        let f = medians(runs);
+        // The offered rate counts as sustained when decisions kept up with it (within 2%).
+        let kept_up = f.per_sec >= *rate as f64 * 0.98;
+        println!(
+            "- open loop at {rate}/s: decided {:.0}/s ({}), p99 {} µs (target ≤ 1000: {})",
+            f.per_sec,
+            if kept_up { "kept up" } else { "fell behind" },
+            us(f.p99),
+            met(f.p99 <= TARGET_P99_NS)
+        );
     }
     println!(
         "- Redis round trips per decision in the steady state: {steady_total:.4} (target {TARGET_ROUND_TRIPS}: {})",
@@ -1363,7 +1549,8 @@ async fn measure_all(
         .await
         .map_err(|e| format!("registering the permission: {e}"))?;
 
-    let count = (args.warmup + args.sequential.max(args.decisions)).max(args.probe + 1);
+    let open_max = args.rates.iter().map(|r| r * args.open_secs).max().unwrap_or(0);
+    let count = (args.warmup + args.sequential.max(args.decisions).max(open_max)).max(args.probe + 1);
     let t = Instant::now();
     let ops = (0..count as u64)
         .map(|seq| session.params(seq))
@@ -1390,11 +1577,16 @@ async fn measure_all(
     eprintln!("first decision: accepted and charged");
 
     let load_before = load_average();
+    let machine0 = machine_cpu();
+    let own0 = process_cpu();
+    let redis0 = redis_cpu(con).await?;
     let mut sequential = Vec::new();
     let mut concurrent: Vec<(usize, Vec<Figures>)> = args.concurrency.iter().map(|c| (*c, Vec::new())).collect();
+    let mut open: Vec<(usize, Vec<Figures>)> = args.rates.iter().map(|r| (*r, Vec::new())).collect();
     for rep in 1..=args.reps {
         if args.sequential > 0 {
-            let f = measure(&b, con, &op_pattern, args.warmup, args.sequential, 1).await?;
+            let load = Load::Closed { tasks: 1 };
+            let f = measure(&b, con, &op_pattern, args.warmup, args.sequential, load).await?;
             eprintln!(
                 "rep {rep}/{} sequential: p50 {} µs, p99 {} µs, max {} µs, {:.0}/s",
                 args.reps,
@@ -1407,7 +1599,8 @@ async fn measure_all(
         }
         if args.decisions > 0 {
             for (c, runs) in &mut concurrent {
-                let f = measure(&b, con, &op_pattern, args.warmup, args.decisions, *c).await?;
+                let load = Load::Closed { tasks: *c };
+                let f = measure(&b, con, &op_pattern, args.warmup, args.decisions, load).await?;
                 eprintln!(
                     "rep {rep}/{} C={c:<3}: {:.0}/s, p50 {} µs, p99 {} µs, CPU/decision opgate {} µs + Redis {} µs",
                     args.reps,
@@ -1420,18 +1613,45 @@ async fn measure_all(
                 runs.push(f);
             }
         }
+        for (rate, runs) in &mut open {
+            let n = *rate * args.open_secs;
+            if n == 0 {
+                continue;
+            }
+            let f = measure(&b, con, &op_pattern, args.warmup.min(n), n, Load::Open { rate: *rate }).await?;
+            eprintln!(
+                "rep {rep}/{} offered {rate}/s: started {:.0}/s, decided {:.0}/s, p50 {} µs, p99 {} µs, start lag p99 {} µs",
+                args.reps,
+                f.started_per_sec,
+                f.per_sec,
+                us(f.p50),
+                us(f.p99),
+                us(f.lag_p99)
+            );
+            runs.push(f);
+        }
     }
     let load_after = load_average();
+    let others_busy = match (machine0, machine_cpu(), own0, process_cpu(), redis_cpu(con).await) {
+        (Some((busy0, total0)), Some((busy1, total1)), Some(own0), Some(own1), Ok(redis1)) if total1 > total0 => {
+            let ours = (own1.saturating_sub(own0) + redis1.saturating_sub(redis0)) as f64 / TICK_NS as f64;
+            let busy = busy1.saturating_sub(busy0) as f64;
+            Some(((busy - ours) / (total1 - total0) as f64).clamp(0.0, 1.0))
+        }
+        _ => None,
+    };
     let trips = round_trips(args, &b, prefix, closed, con, &op_pattern).await?;
     let stages = breakdown(args, &b, session, con, &op_pattern).await?;
     print_report(&Report {
         args,
         sequential,
         concurrent: if args.decisions > 0 { concurrent } else { Vec::new() },
+        open: open.into_iter().filter(|(_, runs)| !runs.is_empty()).collect(),
         trips,
         stages,
         load_before,
         load_after,
+        others_busy,
     });
     Ok(())
 }
