@@ -1182,6 +1182,7 @@ async fn breakdown(
     let mut decode = Stage::default();
     let mut raw = Stage::default();
     let mut eip191 = Stage::default();
+    let mut ping = Stage::default();
     for params in b.ops.iter().take(n) {
         let t0 = Instant::now();
         let p = pipeline::prepare(gate, chain, Some(params))
@@ -1206,6 +1207,9 @@ async fn breakdown(
         if reserved != Reserved::Charged {
             return Err(format!("reservation answered {reserved:?}"));
         }
+        let t = Instant::now();
+        gate.store.ping().await.map_err(|e| e.to_string())?;
+        ping.add(t);
 
         // Parts, timed again on their own.
         let items: Vec<&RawValue> = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
@@ -1255,8 +1259,12 @@ async fn breakdown(
         ("  in 1: Kernel decoding (explain::decode_op_with)", decode),
         ("  in 2: ECDSA recover over EIP-191(userOpHash) (the match)", eip191),
         (
-            "  (ECDSA recover over the raw userOpHash: tried only when EIP-191 does not match)",
+            "  (ECDSA recover over the raw userOpHash: only when EIP-191 does not match)",
             raw,
+        ),
+        (
+            "  (a PING round trip on the store's connection: 3 without the script)",
+            ping,
         ),
     ])
 }
