@@ -421,7 +421,11 @@ fn signer(
             } else {
                 ctx.hash
             };
-            let ok = recover(&hash, sig).ok() == Some(expected) || recover_eip191(&hash, sig).ok() == Some(expected);
+            // Either hash is accepted, as Kernel's ECDSASigner accepts both (it tries the raw hash
+            // first). The SDK's session signer signs EIP-191 (`signMessage({ raw: userOpHash })`),
+            // so that one is tried first here: same verdict, and one recovery (the costliest step of
+            // a decision) instead of two for every SDK-signed op.
+            let ok = recover_eip191(&hash, sig).ok() == Some(expected) || recover(&hash, sig).ok() == Some(expected);
             if ok {
                 ev.pass(SESSION, "signer");
                 Ok(())

@@ -505,4 +505,92 @@ async fn call_rules_apply_to_every_call_of_a_simple_account_batch() {
         v["error"]["data"]["detail"].as_str().unwrap().starts_with("calls[1]"),
         "{v}"
     );
+
+/// A session key may sign EIP-191(userOpHash), as the SDK does, or the raw userOpHash: Kernel's
+/// ECDSASigner accepts both, and so does opgate, whichever it tries first. Another key is refused.
+#[tokio::test]
+async fn session_signatures_over_either_hash_are_accepted_and_other_keys_refused() {
+    use alloy_primitives::{eip191_hash_message, keccak256, Address, B256, U256};
+    use k256::ecdsa::SigningKey;
+    use opgate::decode::parse_serialized_permission_account;
+    use opgate::decode::permission::ECDSA_SIGNER;
+    use opgate::registry::{Source, StoredPermission};
+    use opgate::userop::{parse_user_operation_str, EntryPointVersion};
+
+    // The recorded session's policies, bound to a key this test holds.
+    let v = vector("call-equal-regular-k031");
+    let blob = v["session"]["serializedPermissionAccount"].as_str().unwrap();
+    let sp = parse_serialized_permission_account(blob).unwrap();
+    let address_of = |k: &SigningKey| {
+        let point = k.verifying_key().to_encoded_point(false);
+        Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..])
+    };
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let other = SigningKey::from_slice(&[8u8; 32]).unwrap();
+    let signer = address_of(&key);
+    let pid = sp.derive_id_for(ECDSA_SIGNER, signer.as_slice());
+
+    let config = Config::from_toml(
+        &format!(
+            "[[chains]]\nid = 31337\nupstreams = [\"{}\"]\n",
+            closed_port_url().await
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    // Inside the session's TimestampPolicy window.
+    let clock = Arc::new(ManualClock::new(
+        v["session"]["policies"][3]["params"]["validAfter"].as_u64().unwrap() + 60,
+    ));
+    let app = opgate::app::App::build_with_clock(config, clock).await.unwrap();
+    let stored = StoredPermission {
+        validator_data: sp.validator_data_with_key(signer),
+        selectors: vec![sp.action.selector],
+        source: Source::Operator,
+        learned_at: 0,
+    };
+    app.gate()
+        .registry
+        .put_permission(31337, sp.account, pid, &stored)
+        .await
+        .unwrap();
+
+    // The recorded op, under this permission id: nonce `0x00 ‖ 0x02 ‖ pid ‖ 0^16 ‖ 0^2 ‖ 0^8`.
+    let mut op = v["userOperation"].clone();
+    let mut nonce = [0u8; 32];
+    nonce[1] = 0x02;
+    nonce[2..6].copy_from_slice(pid.as_slice());
+    op["nonce"] = json!(format!("{:#x}", U256::from_be_bytes(nonce)));
+    let ep: Address = v["entryPoint"]["address"].as_str().unwrap().parse().unwrap();
+    let hash = parse_user_operation_str(&op.to_string(), EntryPointVersion::V07)
+        .unwrap()
+        .hash(ep, 31337)
+        .unwrap();
+    let eip191: B256 = eip191_hash_message(hash);
+    for (name, by, digest, accepted) in [
+        ("EIP-191", &key, eip191, true),
+        ("raw hash", &key, hash, true),
+        ("another key, EIP-191", &other, eip191, false),
+        ("another key, raw hash", &other, hash, false),
+    ] {
+        let (sig, recid) = by.sign_prehash_recoverable(digest.as_slice()).unwrap();
+        let mut signature = vec![0xff];
+        signature.extend_from_slice(&sig.to_bytes());
+        signature.push(27 + recid.to_byte());
+        op["signature"] = json!(format!("0x{}", alloy_primitives::hex::encode(&signature)));
+        let params = serde_json::value::to_raw_value(&json!([op, v["entryPoint"]["address"]])).unwrap();
+        let e = opgate::pipeline::explain(app.gate(), &app.chains()[0], Some(&params))
+            .await
+            .unwrap();
+        if accepted {
+            assert_eq!(e.decision, "accept", "{name}: {:?}", e.rejection);
+        } else {
+            let r = e.rejection.unwrap_or_else(|| panic!("{name}: accepted"));
+            assert_eq!(
+                (r.reason.as_str(), r.policy.as_str(), r.rule.as_str()),
+                ("InvalidSignature", "session", "signer"),
+                "{name}"
+            );
+        }
+    }
 }

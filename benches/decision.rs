@@ -1,0 +1,1684 @@
+//! Send decisions: what opgate spends deciding one `eth_sendUserOperation` — parse, userOpHash,
+//! registry lookup, Kernel decoding, every policy (with the session key's ECDSA recovery) and the
+//! reservation in Redis — without relaying it (the upstream is excluded).
+//!
+//! One process, one multi-thread tokio runtime (2 workers by default), Redis on loopback:
+//! - opgate is built in process (`App::build`) with `[store] backend = "redis"` under a key prefix
+//!   of its own, one chain (31337) whose upstream is a closed local port (never called), and an
+//!   operator policy with an ops budget and a gas budget per session, so that every decision
+//!   charges the Kernel session counters (GasPolicy, RateLimitPolicy) and the operator counters in
+//!   the one reservation;
+//! - a Kernel v3 session of its own: a secp256k1 session key, and a permission with CallPolicy
+//!   0.0.4 (`transfer(address,uint256)`, recipient EQUAL, amount LESS_THAN_OR_EQUAL), GasPolicy,
+//!   RateLimitPolicy, TimestampPolicy and the ECDSA signer, registered in the registry as the admin
+//!   API would; the encoders are first checked against a recorded SDK vector;
+//! - default-mode permission UserOperations (EntryPoint v0.7), each with its own nonce sequence
+//!   and so its own userOpHash, signed by the session key (EIP-191 over the userOpHash, as the SDK
+//!   signs), built before any timing;
+//! - the driver calls [`opgate::pipeline::decide`] directly and checks that every decision was
+//!   accepted and charged.
+//!
+//! It measures, per repetition: latency with one decision in flight; throughput and latency with
+//! C concurrent tasks (closed loop, C = 1, 4, 16, 64); latency at fixed offered rates (open loop,
+//! 2,500 to 10,000 decisions/s); then, once: the Redis commands each decision sends (through a
+//! counting TCP proxy, and from the server's `INFO commandstats`), and where the time goes (parse
+//! and decode, policies, reservation, ECDSA recovery). Op records are deleted between runs so that
+//! every measured decision makes a full reservation. Every key is deleted at the end. Besides the
+//! figures, the report gives the CPU per decision of this process and of the Redis server, and how
+//! much of the machine other processes used meanwhile.
+//!
+//! Run: `cargo bench --bench decision -- [options]` (`--help`), or `scripts/bench-decision.sh`.
+//! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
+//! short smoke run instead, and skips when no Redis answers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{address, eip191_hash_message, keccak256, Address, Bytes, FixedBytes, B256, U256};
+use alloy_sol_types::SolValue;
+use hdrhistogram::Histogram;
+use k256::ecdsa::SigningKey;
+use opgate::app::App;
+use opgate::chain::Chain;
+use opgate::config::{Config, Overrides};
+use opgate::decode::ecdsa::{recover, recover_eip191};
+use opgate::decode::permission::ECDSA_SIGNER;
+use opgate::decode::policy::{CALL_POLICY_V0_0_4, GAS_POLICY, RATE_LIMIT_POLICY, TIMESTAMP_POLICY};
+use opgate::decode::serialized::{
+    derive_permission_id, validator_data, PolicyEntry, SerializedPolicyType, EXECUTE_SELECTOR,
+};
+use opgate::decode::{decode_permission_data, DecodeOptions};
+use opgate::pipeline::{self, Gate};
+use opgate::registry::{Source, StoredPermission};
+use opgate::store::{Reservation, Reserved};
+use opgate::userop::{self, EntryPointVersion};
+use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+/// Target (issue): decision p99, in nanoseconds.
+const TARGET_P99_NS: u64 = 1_000_000;
+/// Target (issue): decisions per second.
+const TARGET_PER_SEC: f64 = 10_000.0;
+/// Target (issue): Redis round trips per decision.
+const TARGET_ROUND_TRIPS: f64 = 1.0;
+
+const CHAIN_ID: u64 = 31337;
+const ENTRY_POINT: Address = address!("0000000071727De22E5E9d8BAf0edAc6f37da032");
+/// The Kernel account the session belongs to (never deployed: opgate does not look at chain state).
+const ACCOUNT: Address = address!("49f0faDC8c183a2c18D7cd4515Ebe0329ab0B839");
+/// The token the session may call.
+const TARGET: Address = address!("edCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e");
+/// The only recipient the session may pay.
+const RECIPIENT: Address = address!("02C968795e3E1AbF323307B002AA0522D4DfCF1B");
+/// `transfer(address,uint256)`.
+const TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
+/// The session's CallPolicy cap on the amount, and what every op transfers.
+const MAX_AMOUNT: u64 = 1_000_000;
+const AMOUNT: u64 = 100;
+/// CallPolicy conditions (`ParamCondition`).
+const EQUAL: u8 = 0;
+const LESS_THAN_OR_EQUAL: u8 = 4;
+
+/// A decision slower than this fails the run.
+const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Histogram range: 1 ns to 60 s, three significant digits.
+const HIST_MAX_NS: u64 = 60_000_000_000;
+/// One clock tick of `/proc/self/stat` (USER_HZ = 100 on Linux), in nanoseconds.
+const TICK_NS: u64 = 10_000_000;
+/// Most SCAN calls a key cleanup makes (the loop's bound; 1,000 keys each).
+const SCAN_CALLS_MAX: usize = 100_000;
+/// Recorded SDK vector the encoders are checked against.
+const VECTOR: &str = "call-equal-regular-k031";
+
+const USAGE: &str = "\
+usage: cargo bench --bench decision -- [options]
+
+  --sequential N     decisions timed with one in flight, per repetition  [env OPGATE_BENCH_SEQUENTIAL, 20000]
+  --decisions N      decisions per concurrency level and repetition      [env OPGATE_BENCH_DECISIONS, 20000]
+  --warmup N         unmeasured decisions before each run                [env OPGATE_BENCH_WARMUP, 2000]
+  --concurrency LIST concurrent tasks (closed loop), comma-separated     [env OPGATE_BENCH_CONCURRENCY, 1,4,16,64]
+  --rates LIST       offered decisions/s (open loop), comma-separated    [env OPGATE_BENCH_RATES, 2500,5000,7500,10000]
+  --open-secs S      seconds each open-loop rate is offered              [env OPGATE_BENCH_OPEN_SECS, 2]
+  --workers N        tokio worker threads                                [env OPGATE_BENCH_WORKERS, 2]
+  --reps N           repetitions; figures are medians over them          [env OPGATE_BENCH_REPS, 3]
+  --probe N          decisions for the round-trip count and the breakdown [env OPGATE_BENCH_PROBE, 5000]
+  --redis URL        Redis server (redis://host:port[/db])               [env OPGATE_BENCH_REDIS, redis://127.0.0.1:6379]
+
+With no argument and no OPGATE_BENCH_* variable (as under `cargo test --benches`), a short smoke
+run checks that everything works (and is skipped when no Redis answers); its figures mean nothing.
+";
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Clone)]
+struct Args {
+    sequential: usize,
+    decisions: usize,
+    warmup: usize,
+    concurrency: Vec<usize>,
+    rates: Vec<usize>,
+    open_secs: usize,
+    workers: usize,
+    reps: usize,
+    probe: usize,
+    redis: String,
+    smoke: bool,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid value")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn parse_list(v: &str) -> Result<Vec<usize>, String> {
+    v.split(',')
+        .map(|c| c.trim().parse::<usize>().map_err(|_| format!("`{c}` is not a number")))
+        .collect()
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        sequential: env_or("OPGATE_BENCH_SEQUENTIAL", 20_000)?,
+        decisions: env_or("OPGATE_BENCH_DECISIONS", 20_000)?,
+        warmup: env_or("OPGATE_BENCH_WARMUP", 2_000)?,
+        concurrency: parse_list(&env_or("OPGATE_BENCH_CONCURRENCY", "1,4,16,64".to_string())?)?,
+        rates: parse_list(&env_or("OPGATE_BENCH_RATES", "2500,5000,7500,10000".to_string())?)?,
+        open_secs: env_or("OPGATE_BENCH_OPEN_SECS", 2)?,
+        workers: env_or("OPGATE_BENCH_WORKERS", 2)?,
+        reps: env_or("OPGATE_BENCH_REPS", 3)?,
+        probe: env_or("OPGATE_BENCH_PROBE", 5_000)?,
+        redis: env_or("OPGATE_BENCH_REDIS", "redis://127.0.0.1:6379".to_string())?,
+        smoke: false,
+    };
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
+        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
+        // `cargo test --benches` checking that the bench still works. Keep it short.
+        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+        args.sequential = 200;
+        args.decisions = 200;
+        args.warmup = 20;
+        args.reps = 1;
+        args.probe = 100;
+        args.rates = vec![1000];
+        args.open_secs = 1;
+        args.smoke = true;
+    }
+    let mut it = given.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|_| format!("`{v}` is not a number"));
+        match flag.as_str() {
+            // cargo passes `--bench` to every bench binary.
+            "--bench" => {}
+            "--sequential" => args.sequential = number(value()?)?,
+            "--decisions" | "-n" => args.decisions = number(value()?)?,
+            "--warmup" => args.warmup = number(value()?)?,
+            "--concurrency" | "-c" => args.concurrency = parse_list(&value()?)?,
+            "--rates" => args.rates = parse_list(&value()?)?,
+            "--open-secs" => args.open_secs = number(value()?)?,
+            "--workers" => args.workers = number(value()?)?,
+            "--reps" => args.reps = number(value()?)?,
+            "--probe" => args.probe = number(value()?)?,
+            "--redis" => args.redis = value()?,
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if args.concurrency.contains(&0)
+        || args.rates.contains(&0)
+        || args.workers == 0
+        || args.reps == 0
+        || args.probe == 0
+    {
+        return Err("--concurrency, --rates, --workers, --reps and --probe must be at least 1".into());
+    }
+    if args.sequential == 0 && args.decisions == 0 {
+        return Err("--sequential and --decisions cannot both be 0".into());
+    }
+    Ok(args)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session: policies, permission and signed operations
+
+fn word(bytes: &[u8]) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[32 - bytes.len()..].copy_from_slice(bytes);
+    w
+}
+
+fn u64_word(v: u64) -> [u8; 32] {
+    word(&v.to_be_bytes())
+}
+
+alloy_sol_types::sol! {
+    /// CallPolicy ≥ 0.0.2 `ParamRule`.
+    struct ParamRule {
+        uint8 condition;
+        uint64 offset;
+        bytes32[] params;
+    }
+    /// CallPolicy ≥ 0.0.2 `Permission`.
+    struct CallPermission {
+        bytes1 callType;
+        address target;
+        bytes4 selector;
+        uint256 valueLimit;
+        ParamRule[] rules;
+    }
+}
+
+/// One rule: condition, byte offset into the arguments, params.
+type Rule = (u8, u64, Vec<B256>);
+
+fn entry(policy_type: SerializedPolicyType, address: Address, data: Vec<u8>) -> PolicyEntry {
+    PolicyEntry {
+        policy_type,
+        flag: FixedBytes::ZERO,
+        address,
+        data: Bytes::from(data),
+    }
+}
+
+/// CallPolicy 0.0.4 with one permission: `call` to `target`, `selector`, with `rules`.
+fn call_policy(target: Address, selector: [u8; 4], value_limit: U256, rules: &[Rule]) -> PolicyEntry {
+    let permissions = vec![CallPermission {
+        callType: FixedBytes([0x00]),
+        target,
+        selector: FixedBytes(selector),
+        valueLimit: value_limit,
+        rules: rules
+            .iter()
+            .map(|(condition, offset, params)| ParamRule {
+                condition: *condition,
+                offset: *offset,
+                params: params.clone(),
+            })
+            .collect(),
+    }];
+    entry(SerializedPolicyType::Call, CALL_POLICY_V0_0_4, permissions.abi_encode())
+}
+
+/// GasPolicy: `abi.encode(uint128 allowed, bool enforcePaymaster, address allowedPaymaster)`.
+fn gas_policy(allowed: u128, enforce_paymaster: bool, paymaster: Address) -> PolicyEntry {
+    entry(
+        SerializedPolicyType::Gas,
+        GAS_POLICY,
+        (allowed, enforce_paymaster, paymaster).abi_encode_params(),
+    )
+}
+
+/// RateLimitPolicy: `uint48 interval ‖ uint48 count ‖ uint48 startAt`, packed.
+fn rate_limit_policy(interval: u64, count: u64, start_at: u64) -> PolicyEntry {
+    let data = [interval, count, start_at]
+        .iter()
+        .flat_map(|v| v.to_be_bytes()[2..].to_vec())
+        .collect();
+    entry(SerializedPolicyType::RateLimit, RATE_LIMIT_POLICY, data)
+}
+
+/// TimestampPolicy: `abi.encode(uint48 validAfter, uint48 validUntil)`.
+fn timestamp_policy(valid_after: u64, valid_until: u64) -> PolicyEntry {
+    let data = [u64_word(valid_after), u64_word(valid_until)].concat();
+    entry(SerializedPolicyType::Timestamp, TIMESTAMP_POLICY, data)
+}
+
+/// `transfer(to, amount)` call data.
+fn transfer_data(to: Address, amount: u64) -> Vec<u8> {
+    [&TRANSFER[..], &word(to.as_slice()), &u64_word(amount)].concat()
+}
+
+/// Kernel `execute(bytes32 mode = 0, abi.encodePacked(target, value, data))`: one call.
+fn execute_call(target: Address, value: U256, data: &[u8]) -> Bytes {
+    let packed = [target.as_slice(), &value.to_be_bytes::<32>(), data].concat();
+    let args = (B256::ZERO, Bytes::from(packed)).abi_encode_params();
+    Bytes::from([&EXECUTE_SELECTOR[..], &args].concat())
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(b))
+}
+
+fn parse_hex(v: &serde_json::Value, what: &str) -> Result<Vec<u8>, String> {
+    let s = v.as_str().ok_or_else(|| format!("vector: {what} is not a string"))?;
+    alloy_primitives::hex::decode(s).map_err(|e| format!("vector: {what}: {e}"))
+}
+
+fn json_u64(v: &serde_json::Value, what: &str) -> Result<u64, String> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| format!("vector: {what} is not a number"))
+}
+
+/// Rebuilds the policies of a recorded SDK session from their parameters with this bench's
+/// encoders, and checks the install data, the permission id and the call data the SDK produced.
+fn check_encoders_against_vector() -> Result<(), String> {
+    let path = format!("{}/tests/data/vectors/{VECTOR}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading vector {VECTOR}: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("vector {VECTOR}: {e}"))?;
+    let session = &v["session"];
+    let policies = session["policies"]
+        .as_array()
+        .ok_or("vector: session.policies is not an array")?;
+    let mut entries = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        let rebuilt = match p["type"].as_str() {
+            Some("call") => {
+                let perm = &p["permissions"][0];
+                let target: Address = perm["target"].as_str().and_then(|s| s.parse().ok()).ok_or("target")?;
+                let selector: [u8; 4] = parse_hex(&perm["selector"], "selector")?
+                    .try_into()
+                    .map_err(|_| "selector length")?;
+                let rules = perm["rules"]
+                    .as_array()
+                    .ok_or("rules")?
+                    .iter()
+                    .map(|r| {
+                        let params = r["params"]
+                            .as_array()
+                            .ok_or("params")?
+                            .iter()
+                            .map(|w| Ok(B256::from_slice(&word(&parse_hex(w, "param")?))))
+                            .collect::<Result<Vec<_>, String>>()?;
+                        Ok((
+                            json_u64(&r["conditionId"], "conditionId")? as u8,
+                            json_u64(&r["offset"], "offset")?,
+                            params,
+                        ))
+                    })
+                    .collect::<Result<Vec<Rule>, String>>()?;
+                let value_limit = U256::from(json_u64(&perm["valueLimit"], "valueLimit")?);
+                call_policy(target, selector, value_limit, &rules)
+            }
+            Some("gas") => {
+                let q = &p["params"];
+                let allowed: u128 = q["allowed"].as_str().and_then(|s| s.parse().ok()).ok_or("allowed")?;
+                let paymaster: Address = q["allowedPaymaster"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("allowedPaymaster")?;
+                gas_policy(allowed, q["enforcePaymaster"].as_bool().unwrap_or(false), paymaster)
+            }
+            Some("rate-limit") => {
+                let q = &p["params"];
+                rate_limit_policy(
+                    json_u64(&q["interval"], "interval")?,
+                    json_u64(&q["count"], "count")?,
+                    json_u64(&q["startAt"], "startAt")?,
+                )
+            }
+            Some("timestamp") => {
+                let q = &p["params"];
+                timestamp_policy(
+                    json_u64(&q["validAfter"], "validAfter")?,
+                    json_u64(&q["validUntil"], "validUntil")?,
+                )
+            }
+            other => return Err(format!("vector: unexpected policy type {other:?}")),
+        };
+        let recorded = parse_hex(&p["installData"], "installData")?;
+        if rebuilt.data.as_ref() != recorded.as_slice() {
+            return Err(format!(
+                "the bench's encoding of policies[{i}] ({:?}) differs from the SDK's:\n  bench {}\n  sdk   {}",
+                p["type"],
+                hex_bytes(&rebuilt.data),
+                hex_bytes(&recorded)
+            ));
+        }
+        entries.push(rebuilt);
+    }
+    let key: Address = session["sessionKeyAddress"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("vector: sessionKeyAddress")?;
+    let pid = derive_permission_id(&entries, ECDSA_SIGNER, key.as_slice(), [0, 0]);
+    let recorded_pid: FixedBytes<4> = session["permissionId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("vector: permissionId")?;
+    if pid != recorded_pid {
+        return Err(format!(
+            "derived permission id {pid} differs from the SDK's {recorded_pid}"
+        ));
+    }
+    // The SDK's session signer signs EIP-191 over the userOpHash, as this bench does.
+    let hash: B256 = v["userOpHash"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("vector: userOpHash")?;
+    let signature = parse_hex(&v["userOperation"]["signature"], "signature")?;
+    if signature.first() != Some(&0xff) || recover_eip191(&hash, &signature[1..]).ok() != Some(key) {
+        return Err("the SDK's session signature is not `0xff ‖ ECDSA over EIP-191(userOpHash)`".into());
+    }
+    let call = &v["calls"][0];
+    let rebuilt = execute_call(
+        call["to"].as_str().and_then(|s| s.parse().ok()).ok_or("calls[0].to")?,
+        U256::ZERO,
+        &parse_hex(&call["data"], "calls[0].data")?,
+    );
+    let recorded = parse_hex(&v["userOperation"]["callData"], "callData")?;
+    if rebuilt.as_ref() != recorded.as_slice() {
+        return Err("the bench's Kernel execute call data differs from the SDK's".into());
+    }
+    Ok(())
+}
+
+/// The session key, its permission and the operations it signs.
+struct Session {
+    key: SigningKey,
+    signer: Address,
+    pid: FixedBytes<4>,
+    validator_data: Bytes,
+    call_data: Bytes,
+}
+
+impl Session {
+    fn new(now: u64) -> Result<Self, String> {
+        // A fixed key: runs are reproducible, and every run uses a key prefix of its own.
+        let secret = keccak256("opgate decision bench session key");
+        let key = SigningKey::from_slice(secret.as_slice()).map_err(|e| e.to_string())?;
+        let point = key.verifying_key().to_encoded_point(false);
+        let signer = Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]);
+        let policies = [
+            call_policy(
+                TARGET,
+                TRANSFER,
+                U256::ZERO,
+                &[
+                    (EQUAL, 0, vec![B256::from(word(RECIPIENT.as_slice()))]),
+                    (LESS_THAN_OR_EQUAL, 32, vec![B256::from(u64_word(MAX_AMOUNT))]),
+                ],
+            ),
+            // 10^30 wei: never reached.
+            gas_policy(10u128.pow(30), false, Address::ZERO),
+            // The most a uint48 count holds, no interval: never reached, never waits.
+            rate_limit_policy(0, (1 << 48) - 1, 0),
+            // Valid from a day ago for a year.
+            timestamp_policy(now - 86_400, now + 365 * 86_400),
+        ];
+        let validator_data = validator_data(&policies, ECDSA_SIGNER, signer.as_slice(), [0, 0]);
+        let pid = derive_permission_id(&policies, ECDSA_SIGNER, signer.as_slice(), [0, 0]);
+        let permission = decode_permission_data(&validator_data).map_err(|e| format!("own permission: {e}"))?;
+        if permission.signer.address != Some(signer) || permission.policies.len() != 4 {
+            return Err(format!("own permission decodes unexpectedly: {permission:?}"));
+        }
+        Ok(Self {
+            key,
+            signer,
+            pid,
+            validator_data,
+            call_data: execute_call(TARGET, U256::ZERO, &transfer_data(RECIPIENT, AMOUNT)),
+        })
+    }
+
+    /// Kernel nonce `0x00 (default mode) ‖ 0x02 (permission) ‖ pid ‖ 0^16 ‖ lane ‖ sequence`.
+    fn nonce(&self, lane: u16, sequence: u64) -> U256 {
+        let mut n = [0u8; 32];
+        n[1] = 0x02;
+        n[2..6].copy_from_slice(self.pid.as_slice());
+        n[22..24].copy_from_slice(&lane.to_be_bytes());
+        n[24..].copy_from_slice(&sequence.to_be_bytes());
+        U256::from_be_bytes(n)
+    }
+
+    /// `eth_sendUserOperation` params for the op with this sequence, signed.
+    fn params(&self, sequence: u64) -> Result<Box<RawValue>, String> {
+        let mut op = serde_json::json!({
+            "sender": ACCOUNT.to_checksum(None),
+            "nonce": format!("{:#x}", self.nonce(0, sequence)),
+            "callData": hex_bytes(&self.call_data),
+            "callGasLimit": "0x5c5f",
+            "verificationGasLimit": "0x3cf87",
+            "preVerificationGas": "0xbe84",
+            "maxFeePerGas": "0x3bade899",
+            "maxPriorityFeePerGas": "0x3b9aca00",
+            "paymasterVerificationGasLimit": "0x0",
+            "paymasterPostOpGasLimit": "0x0",
+            "signature": hex_bytes(&[0xff; 66]),
+        });
+        let hash = userop::parse_user_operation_str(&op.to_string(), EntryPointVersion::V07)
+            .map_err(|e| format!("own op does not parse: {e}"))?
+            .hash(ENTRY_POINT, CHAIN_ID)
+            .map_err(|e| e.to_string())?;
+        let (sig, recid) = self
+            .key
+            .sign_prehash_recoverable(eip191_hash_message(hash).as_slice())
+            .map_err(|e| e.to_string())?;
+        let mut signature = vec![0xff];
+        signature.extend_from_slice(&sig.to_bytes());
+        signature.push(27 + recid.to_byte());
+        op["signature"] = serde_json::Value::String(hex_bytes(&signature));
+        serde_json::value::to_raw_value(&serde_json::json!([op, ENTRY_POINT.to_checksum(None)]))
+            .map_err(|e| e.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// opgate and Redis
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// opgate built in process: Redis store under `prefix`, one chain, one operator policy.
+async fn build_app(redis: &str, prefix: &str, closed_upstream: SocketAddr) -> Result<App, String> {
+    let toml = format!(
+        r#"
+[store]
+backend = "redis"
+url = "{redis}"
+prefix = "{prefix}"
+timeout = "2s"
+dedupe_ttl = "30m"
+
+[[chains]]
+id = {CHAIN_ID}
+upstreams = ["http://{closed_upstream}/"]
+
+[[policies]]
+name = "bench-budget"
+[policies.match]
+chains = [{CHAIN_ID}]
+[policies.limits]
+counter_scope = "session"
+windows = "epoch"
+ops = {{ count = 1000000000000, period = "1d" }}
+gas_wei = {{ amount = "1000000000 ether", period = "1d" }}
+"#
+    );
+    let config = Config::from_toml(&toml, &Overrides::default()).map_err(|e| format!("bench config: {e}"))?;
+    App::build(config).await.map_err(|e| e.to_string())
+}
+
+/// A plain connection for INFO, SCAN and UNLINK (not opgate's).
+async fn control(redis: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(redis).map_err(|e| format!("Redis URL {redis}: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(3), client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| format!("Redis at {redis} did not answer within 3 s"))?
+        .map_err(|e| format!("Redis at {redis}: {e}"))
+}
+
+/// Deletes every key matching `pattern` (SCAN + UNLINK); returns how many.
+async fn delete_keys(con: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Result<usize, String> {
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    for _ in 0..SCAN_CALLS_MAX {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .map_err(|e| format!("SCAN: {e}"))?;
+        if !keys.is_empty() {
+            let n: usize = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(con)
+                .await
+                .map_err(|e| format!("UNLINK: {e}"))?;
+            deleted += n;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(deleted);
+        }
+    }
+    Err(format!("SCAN over {pattern} did not finish"))
+}
+
+async fn info(con: &mut redis::aio::MultiplexedConnection, section: &str) -> Result<String, String> {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(con)
+        .await
+        .map_err(|e| format!("INFO {section}: {e}"))
+}
+
+/// `INFO commandstats`: calls and total microseconds per command.
+async fn command_stats(con: &mut redis::aio::MultiplexedConnection) -> Result<BTreeMap<String, (u64, u64)>, String> {
+    let text = info(con, "commandstats").await?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else {
+            continue;
+        };
+        let field = |key: &str| {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        out.insert(name.to_string(), (field("calls"), field("usec")));
+    }
+    Ok(out)
+}
+
+/// Redis server CPU time so far (`INFO cpu`: user + system), in nanoseconds.
+async fn redis_cpu(con: &mut redis::aio::MultiplexedConnection) -> Result<u64, String> {
+    let text = info(con, "cpu").await?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(((get("used_cpu_user") + get("used_cpu_sys")) * 1e9) as u64)
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in nanoseconds.
+fn process_cpu() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * TICK_NS)
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A counting proxy: the commands opgate sends to Redis, by name
+
+type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// The label of one RESP command: its name, and for key reads and writes the kind of key
+/// (`version`, `perm`, …: what follows the `{prefix}` hash tag, up to `:`).
+fn label(parts: &[&[u8]]) -> String {
+    let name = parts
+        .first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+        .unwrap_or_default();
+    let keyed = matches!(name.as_str(), "GET" | "MGET" | "SET" | "DEL" | "HGETALL" | "HMGET");
+    match parts.get(1).filter(|_| keyed) {
+        Some(key) => {
+            let key = String::from_utf8_lossy(key);
+            let after = key.split_once('}').map_or(key.as_ref(), |(_, rest)| rest);
+            format!("{name} {}", after.split(':').next().unwrap_or(after))
+        }
+        None => name,
+    }
+}
+
+/// A parsed command: its first two elements, and its length in bytes.
+type Command<'a> = (Vec<&'a [u8]>, usize);
+
+/// Parses one RESP array command from the front of `buf` (`None`: incomplete).
+fn parse_command(buf: &[u8]) -> Option<Result<Command<'_>, ()>> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        Some((&buf[at..at + end], at + end + 2))
+    }
+    let (head, mut at) = line(buf, 0)?;
+    let Some(n) = head
+        .strip_prefix(b"*")
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
+    else {
+        return Some(Err(()));
+    };
+    let mut parts = Vec::new();
+    for _ in 0..n {
+        let (len, next) = line(buf, at)?;
+        let Some(len) = len
+            .strip_prefix(b"$")
+            .and_then(|l| std::str::from_utf8(l).ok()?.parse::<usize>().ok())
+        else {
+            return Some(Err(()));
+        };
+        let end = next + len + 2;
+        if buf.len() < end {
+            return None;
+        }
+        if parts.len() < 2 {
+            parts.push(&buf[next..next + len]);
+        }
+        at = end;
+    }
+    Some(Ok((parts, at)))
+}
+
+async fn proxy_connection(client: TcpStream, upstream: SocketAddr, counts: Counts) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match client_rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if server_tx.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut consumed = 0;
+        while let Some(parsed) = parse_command(&pending[consumed..]) {
+            match parsed {
+                Ok((parts, len)) => {
+                    let l = label(&parts);
+                    if let Ok(mut c) = counts.lock() {
+                        *c.entry(l).or_default() += 1;
+                    }
+                    consumed += len;
+                }
+                Err(()) => {
+                    // Not RESP as the redis crate sends it: count it and stop parsing this chunk.
+                    if let Ok(mut c) = counts.lock() {
+                        *c.entry("(unparsed)".into()).or_default() += 1;
+                    }
+                    consumed = pending.len();
+                }
+            }
+        }
+        pending.drain(..consumed);
+    }
+    answers.abort();
+}
+
+async fn serve_proxy(listener: TcpListener, upstream: SocketAddr, counts: Counts) {
+    let mut connections = JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(proxy_connection(stream, upstream, counts.clone()));
+    }
+}
+
+/// `host:port` of a `redis://host:port[/db]` URL.
+fn redis_addr(url: &str) -> Result<(SocketAddr, String), String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| format!("the proxy needs a redis:// URL, not {url}"))?;
+    let (hostport, db) = rest.split_once('/').map_or((rest, ""), |(h, d)| (h, d));
+    if hostport.contains('@') {
+        return Err("the round-trip proxy does not take a URL with credentials".into());
+    }
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .map_err(|e| format!("{hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hostport} does not resolve"))?;
+    Ok((addr, db.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load driver
+
+struct Bench {
+    gate: Arc<Gate>,
+    chain: Arc<Chain>,
+    ops: Arc<Vec<Box<RawValue>>>,
+}
+
+async fn decide_one(gate: &Gate, chain: &Chain, params: &RawValue) -> Result<(), String> {
+    match tokio::time::timeout(DECISION_TIMEOUT, pipeline::decide(gate, chain, Some(params))).await {
+        Ok(Ok(d)) if d.charged() => Ok(()),
+        Ok(Ok(_)) => Err("a decision passed but charged nothing (was its op hash already reserved?)".into()),
+        Ok(Err(e)) => Err(format!(
+            "a decision was refused: {} {}",
+            e.error.message(),
+            e.error.data().map(|d| d.get()).unwrap_or_default()
+        )),
+        Err(_) => Err(format!("a decision took more than {DECISION_TIMEOUT:?}")),
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+fn record(hist: &mut Histogram<u64>, since: Instant) {
+    let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    hist.saturating_record(ns.clamp(1, HIST_MAX_NS));
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    /// Open loop: the rate at which decisions were actually started (per second).
+    started_per_sec: f64,
+    /// Open loop: p99 of how late decisions were started against their schedule (ns).
+    lag_p99: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    decisions: u64,
+    per_sec: f64,
+    /// This process's CPU per decision (ns).
+    cpu: u64,
+    /// The Redis server's CPU per decision (ns), from `INFO cpu` (the whole server).
+    redis_cpu: u64,
+}
+
+/// Decides `ops[range]` with `tasks` concurrent tasks; returns the merged histogram and the wall
+/// time from the first task's start to the last one's end.
+async fn drive(b: &Bench, range: std::ops::Range<usize>, tasks: usize) -> Result<(Histogram<u64>, Duration), String> {
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let start_line = Arc::new(Barrier::new(tasks));
+    let mut set = JoinSet::new();
+    for _ in 0..tasks {
+        let (gate, chain, ops, next, start_line) = (
+            b.gate.clone(),
+            b.chain.clone(),
+            b.ops.clone(),
+            next.clone(),
+            start_line.clone(),
+        );
+        let end = range.end;
+        set.spawn(async move {
+            let mut hist = histogram();
+            start_line.wait().await;
+            let started = Instant::now();
+            for _ in 0..end {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let t = Instant::now();
+                decide_one(&gate, &chain, &ops[i]).await?;
+                record(&mut hist, t);
+            }
+            Ok::<_, String>((hist, started, Instant::now()))
+        });
+    }
+    let mut hist = histogram();
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    let mut failure = None;
+    while let Some(joined) = set.join_next().await {
+        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok((h, s, e)) => {
+                hist.add(&h).map_err(|e| e.to_string())?;
+                first = Some(first.map_or(s, |f| f.min(s)));
+                last = Some(last.map_or(e, |l| l.max(e)));
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+                set.abort_all();
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let wall = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    Ok((hist, wall))
+}
+
+/// Starts `ops[range]` on a schedule of `rate` decisions per second, whatever is in flight (an
+/// open loop: a slow decision does not delay the next one). The schedule is kept at the tokio
+/// timer's granularity (1 ms): every decision due by a tick starts at that tick, as requests read
+/// in one wake-up of a server would. (A thread of its own sleeping until each start time was
+/// tried: waking a worker from outside the runtime for every decision cost more CPU than the
+/// decision.) A decision's latency runs from its start; how late starts were against the
+/// schedule is returned too, with the rate at which decisions actually started.
+async fn drive_open(
+    b: &Bench,
+    range: std::ops::Range<usize>,
+    rate: usize,
+) -> Result<(Histogram<u64>, Duration, Histogram<u64>, f64), String> {
+    let n = range.len();
+    let period = 1.0 / rate as f64;
+    let mut set = JoinSet::new();
+    let mut hist = histogram();
+    let mut lag = histogram();
+    let mut last_done = None::<Instant>;
+    let mut reap = |joined: Result<Result<(u64, Instant), String>, tokio::task::JoinError>,
+                    hist: &mut Histogram<u64>| {
+        let (ns, done) = joined.map_err(|e| e.to_string())??;
+        hist.saturating_record(ns.clamp(1, HIST_MAX_NS));
+        last_done = Some(last_done.map_or(done, |l: Instant| l.max(done)));
+        Ok::<_, String>(())
+    };
+    let t0 = Instant::now();
+    let due = |i: usize| t0 + Duration::from_secs_f64(i as f64 * period);
+    let mut i = 0;
+    let mut last_start = t0;
+    while i < n {
+        if due(i) > Instant::now() {
+            tokio::time::sleep_until(due(i).into()).await;
+        }
+        let now = Instant::now();
+        while i < n && due(i) <= now {
+            let ns = u64::try_from(now.duration_since(due(i)).as_nanos()).unwrap_or(u64::MAX);
+            lag.saturating_record(ns.clamp(1, HIST_MAX_NS));
+            let (gate, chain, ops) = (b.gate.clone(), b.chain.clone(), b.ops.clone());
+            let at = range.start + i;
+            set.spawn(async move {
+                let t = Instant::now();
+                decide_one(&gate, &chain, &ops[at]).await?;
+                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                Ok::<_, String>((ns, Instant::now()))
+            });
+            last_start = now;
+            i += 1;
+        }
+        while let Some(joined) = set.try_join_next() {
+            if let Err(e) = reap(joined, &mut hist) {
+                set.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    let started_secs = last_start.duration_since(t0).as_secs_f64();
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = reap(joined, &mut hist) {
+            set.abort_all();
+            return Err(e);
+        }
+    }
+    let wall = last_done.map_or(Duration::ZERO, |l| l.duration_since(t0));
+    let started_per_sec = if started_secs > 0.0 {
+        n.saturating_sub(1) as f64 / started_secs
+    } else {
+        0.0
+    };
+    Ok((hist, wall, lag, started_per_sec))
+}
+
+/// How a run applies load.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// `tasks` concurrent tasks, each starting its next decision when its previous one is decided.
+    Closed { tasks: usize },
+    /// Decisions started at `rate` per second, whatever is in flight.
+    Open { rate: usize },
+}
+
+/// One measured run: warm-up, then `n` decisions under `load`, with CPU accounting.
+async fn measure(
+    b: &Bench,
+    con: &mut redis::aio::MultiplexedConnection,
+    op_pattern: &str,
+    warmup: usize,
+    n: usize,
+    load: Load,
+) -> Result<Figures, String> {
+    // Every op must make a full reservation: forget the op records of the previous run.
+    delete_keys(con, op_pattern).await?;
+    if warmup > 0 {
+        match load {
+            Load::Closed { tasks } => drive(b, 0..warmup, tasks).await.map(|_| ())?,
+            Load::Open { rate } => drive_open(b, 0..warmup, rate).await.map(|_| ())?,
+        }
+    }
+    let cpu0 = process_cpu();
+    let redis0 = redis_cpu(con).await?;
+    let (hist, wall, lag, started_per_sec) = match load {
+        Load::Closed { tasks } => {
+            let (hist, wall) = drive(b, warmup..warmup + n, tasks).await?;
+            (hist, wall, None, 0.0)
+        }
+        Load::Open { rate } => {
+            let (hist, wall, lag, started) = drive_open(b, warmup..warmup + n, rate).await?;
+            (hist, wall, Some(lag), started)
+        }
+    };
+    let redis1 = redis_cpu(con).await?;
+    let cpu1 = process_cpu();
+    let count = hist.len().max(1);
+    let secs = wall.as_secs_f64();
+    Ok(Figures {
+        started_per_sec,
+        lag_p99: lag.map_or(0, |l| l.value_at_quantile(0.99)),
+        p50: hist.value_at_quantile(0.50),
+        p90: hist.value_at_quantile(0.90),
+        p99: hist.value_at_quantile(0.99),
+        p999: hist.value_at_quantile(0.999),
+        max: hist.max(),
+        decisions: hist.len(),
+        per_sec: if secs > 0.0 { hist.len() as f64 / secs } else { 0.0 },
+        cpu: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => b.saturating_sub(a) / count,
+            _ => 0,
+        },
+        redis_cpu: redis1.saturating_sub(redis0) / count,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips and breakdown
+
+struct RoundTrips {
+    /// Commands of the first decision, with an empty registry cache.
+    cold: BTreeMap<String, u64>,
+    /// Commands per decision over the steady-state batch.
+    steady: BTreeMap<String, f64>,
+    steady_decisions: usize,
+    /// Server-side `INFO commandstats` per decision over a sequential batch on the direct
+    /// connection: (calls, µs per call), script-internal commands included.
+    server: BTreeMap<String, (f64, f64)>,
+}
+
+/// Counts the commands decisions send, through a counting proxy, on a second opgate with an empty
+/// registry cache; then reads `INFO commandstats` around a batch on the direct connection.
+async fn round_trips(
+    args: &Args,
+    b: &Bench,
+    prefix: &str,
+    closed: SocketAddr,
+    con: &mut redis::aio::MultiplexedConnection,
+    op_pattern: &str,
+) -> Result<RoundTrips, String> {
+    let (upstream, db) = redis_addr(&args.redis)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let counts: Counts = Arc::default();
+    let proxy = tokio::spawn(serve_proxy(listener, upstream, counts.clone()));
+    let url = if db.is_empty() {
+        format!("redis://{proxy_addr}")
+    } else {
+        format!("redis://{proxy_addr}/{db}")
+    };
+    let outcome = async {
+        // Same prefix: it sees the permission the first opgate registered, but its registry cache
+        // is empty, as in a replica that has not served this session yet.
+        let app = build_app(&url, prefix, closed).await?;
+        let probe = Bench {
+            gate: app.gate().clone(),
+            chain: app.chains()[0].clone(),
+            ops: b.ops.clone(),
+        };
+        let take = |counts: &Counts| counts.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+        delete_keys(con, op_pattern).await?;
+        take(&counts); // the PING made at start-up
+        drive(&probe, 0..1, 1).await?;
+        let cold = take(&counts);
+        let n = args.probe.min(b.ops.len() - 1);
+        drive(&probe, 1..1 + n, 16.min(n)).await?;
+        let steady = take(&counts)
+            .into_iter()
+            .map(|(k, v)| (k, v as f64 / n as f64))
+            .collect();
+
+        // The server's view, on the direct connection: every command it ran, script-internal
+        // ones included, by anyone (the server may be shared).
+        delete_keys(con, op_pattern).await?;
+        let before = command_stats(con).await?;
+        drive(b, 0..n, 1).await?;
+        let after = command_stats(con).await?;
+        let server = after
+            .iter()
+            // `info` is this bench reading the figures.
+            .filter(|(name, _)| name.as_str() != "info")
+            .filter_map(|(name, (calls, usec))| {
+                let (c0, u0) = before.get(name).copied().unwrap_or_default();
+                let calls = calls.saturating_sub(c0);
+                (calls > 0).then(|| {
+                    (
+                        name.clone(),
+                        (calls as f64 / n as f64, usec.saturating_sub(u0) as f64 / calls as f64),
+                    )
+                })
+            })
+            .collect();
+        Ok::<_, String>(RoundTrips {
+            cold,
+            steady,
+            steady_decisions: n,
+            server,
+        })
+    }
+    .await;
+    proxy.abort();
+    outcome
+}
+
+#[derive(Default)]
+struct Stage {
+    hist: Option<Histogram<u64>>,
+    total_ns: u128,
+}
+
+impl Stage {
+    fn add(&mut self, since: Instant) {
+        let ns = since.elapsed().as_nanos();
+        self.total_ns += ns;
+        record(self.hist.get_or_insert_with(histogram), since);
+    }
+
+    fn mean(&self) -> f64 {
+        let n = self.hist.as_ref().map_or(0, |h| h.len());
+        if n == 0 {
+            0.0
+        } else {
+            self.total_ns as f64 / n as f64
+        }
+    }
+
+    fn p50(&self) -> u64 {
+        self.hist.as_ref().map_or(0, |h| h.value_at_quantile(0.5))
+    }
+
+    fn p99(&self) -> u64 {
+        self.hist.as_ref().map_or(0, |h| h.value_at_quantile(0.99))
+    }
+}
+
+/// Where one decision's time goes, one at a time: the steps of `decide` timed separately, and
+/// parts of them (parse and hash, decoding, ECDSA recovery) timed again on their own.
+async fn breakdown(
+    args: &Args,
+    b: &Bench,
+    session: &Session,
+    con: &mut redis::aio::MultiplexedConnection,
+    op_pattern: &str,
+) -> Result<Vec<(&'static str, Stage)>, String> {
+    delete_keys(con, op_pattern).await?;
+    let n = args.probe.min(b.ops.len());
+    let (gate, chain) = (&*b.gate, &*b.chain);
+    let mut prepare = Stage::default();
+    let mut evaluate = Stage::default();
+    let mut reserve = Stage::default();
+    let mut total = Stage::default();
+    let mut parse = Stage::default();
+    let mut registry = Stage::default();
+    let mut decode = Stage::default();
+    let mut raw = Stage::default();
+    let mut eip191 = Stage::default();
+    let mut ping = Stage::default();
+    for params in b.ops.iter().take(n) {
+        let t0 = Instant::now();
+        let p = pipeline::prepare(gate, chain, Some(params))
+            .await
+            .map_err(|e| e.error.message().to_string())?;
+        prepare.add(t0);
+        let t = Instant::now();
+        let ev = p.evaluate(gate, &gate.policies());
+        evaluate.add(t);
+        let permit = ev.into_permit().map_err(|r| format!("refused: {}", r.detail))?;
+        let t = Instant::now();
+        let charges: Vec<_> = permit.charges().iter().map(|c| c.charge.clone()).collect();
+        let r = Reservation {
+            op: p.hash,
+            now: p.now,
+            charges: &charges,
+            guards: permit.guards(),
+        };
+        let reserved = gate.store.reserve(&r).await.map_err(|e| e.to_string())?;
+        reserve.add(t);
+        total.add(t0);
+        if reserved != Reserved::Charged {
+            return Err(format!("reservation answered {reserved:?}"));
+        }
+        let t = Instant::now();
+        gate.store.ping().await.map_err(|e| e.to_string())?;
+        ping.add(t);
+
+        // Parts, timed again on their own.
+        let items: Vec<&RawValue> = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let op = userop::parse_user_operation_for(items[0], ENTRY_POINT).map_err(|e| e.to_string())?;
+        let hash = op.hash(ENTRY_POINT, CHAIN_ID).map_err(|e| e.to_string())?;
+        parse.add(t);
+        let t = Instant::now();
+        let known = gate
+            .registry
+            .permission(CHAIN_ID, ACCOUNT, session.pid)
+            .await
+            .map_err(|e| e.to_string())?;
+        registry.add(t);
+        if known.is_none() {
+            return Err("the registry lost the permission".into());
+        }
+        let t = Instant::now();
+        let opts = DecodeOptions {
+            chain_id: Some(CHAIN_ID),
+            ..Default::default()
+        };
+        let decoded = opgate::explain::decode_op_with(&op, ENTRY_POINT, &opts);
+        decode.add(t);
+        std::hint::black_box(decoded);
+        let sig = &op.signature()[1..];
+        let t = Instant::now();
+        let a = recover(&hash, sig).ok();
+        raw.add(t);
+        let t = Instant::now();
+        let e = recover_eip191(&hash, sig).ok();
+        eip191.add(t);
+        if e != Some(session.signer) || a == Some(session.signer) {
+            return Err("the session signature does not recover as expected".into());
+        }
+    }
+    Ok(vec![
+        ("decide, stepwise (sum of the three below)", total),
+        (
+            "1. prepare: params, parse, userOpHash, registry (cached), Kernel decoding",
+            prepare,
+        ),
+        ("2. evaluate: every policy, incl. session-key ECDSA recovery", evaluate),
+        ("3. reserve: one EVALSHA round trip (Lua script + loopback)", reserve),
+        ("  in 1: parse the op JSON + userOpHash", parse),
+        ("  in 1: registry lookup (cache hit)", registry),
+        ("  in 1: Kernel decoding (explain::decode_op_with)", decode),
+        ("  in 2: ECDSA recover over EIP-191(userOpHash) (the match)", eip191),
+        (
+            "  (ECDSA recover over the raw userOpHash: only when EIP-191 does not match)",
+            raw,
+        ),
+        (
+            "  (a PING round trip on the store's connection: 3 without the script)",
+            ping,
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1_000.0)
+}
+
+fn median<T: Copy, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> Option<T> {
+    let mut v: Vec<T> = runs.to_vec();
+    v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied()
+}
+
+/// Medians of each figure over the repetitions.
+fn medians(runs: &[Figures]) -> Figures {
+    let m = |f: fn(&Figures) -> u64| median(runs, f).map(|r| f(&r)).unwrap_or(0);
+    Figures {
+        started_per_sec: median(runs, |r| r.started_per_sec).map_or(0.0, |r| r.started_per_sec),
+        lag_p99: m(|f| f.lag_p99),
+        p50: m(|f| f.p50),
+        p90: m(|f| f.p90),
+        p99: m(|f| f.p99),
+        p999: m(|f| f.p999),
+        max: m(|f| f.max),
+        decisions: m(|f| f.decisions),
+        per_sec: median(runs, |r| r.per_sec).map_or(0.0, |r| r.per_sec),
+        cpu: m(|f| f.cpu),
+        redis_cpu: m(|f| f.redis_cpu),
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+struct Report<'a> {
+    args: &'a Args,
+    sequential: Vec<Figures>,
+    concurrent: Vec<(usize, Vec<Figures>)>,
+    open: Vec<(usize, Vec<Figures>)>,
+    trips: RoundTrips,
+    stages: Vec<(&'static str, Stage)>,
+    load_before: String,
+    load_after: String,
+    /// Share of the machine's CPU that processes other than this one and Redis used while the
+    /// repetitions ran.
+    others_busy: Option<f64>,
+}
+
+fn print_report(r: &Report<'_>) {
+    let args = r.args;
+    println!();
+    if args.smoke {
+        println!("**Smoke run**: too short to measure anything. Run `cargo bench --bench decision`.");
+        println!();
+    }
+    println!("## Send decisions (decode + policies + Redis reserve, upstream excluded)");
+    println!();
+    let others = r
+        .others_busy
+        .map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0));
+    println!(
+        "{} tokio workers, Redis at {}; {} warm-up decisions before each run; medians over {} repetitions. \
+         Other processes (neither this one nor Redis) used {others} of the machine's CPU during the \
+         repetitions; load average before: {}, after: {}.",
+        args.workers, args.redis, args.warmup, args.reps, r.load_before, r.load_after
+    );
+    println!();
+    println!("Closed loop (each task starts its next decision when the previous one is decided):");
+    println!();
+    println!(
+        "| run | decisions | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | decisions/s | \
+         process CPU/decision (µs) | Redis CPU/decision (µs) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let row = |name: String, f: &Figures| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            f.decisions,
+            us(f.p50),
+            us(f.p90),
+            us(f.p99),
+            us(f.p999),
+            us(f.max),
+            f.per_sec,
+            us(f.cpu),
+            us(f.redis_cpu)
+        );
+    };
+    if !r.sequential.is_empty() {
+        row("sequential (1 in flight)".into(), &medians(&r.sequential));
+    }
+    for (c, runs) in &r.concurrent {
+        row(format!("C={c}"), &medians(runs));
+    }
+    println!();
+    if !r.open.is_empty() {
+        println!(
+            "Open loop (decisions started on a fixed schedule at the 1 ms timer's granularity, whatever \
+             is in flight, for {} s per rate; latency from each decision's start):",
+            args.open_secs
+        );
+        println!();
+        println!(
+            "| offered/s | started/s | decided/s | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | \
+             start lag p99 (µs) | process CPU/decision (µs) | Redis CPU/decision (µs) |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (rate, runs) in &r.open {
+            let f = medians(runs);
+            println!(
+                "| {rate} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.started_per_sec,
+                f.per_sec,
+                us(f.p50),
+                us(f.p90),
+                us(f.p99),
+                us(f.p999),
+                us(f.max),
+                us(f.lag_p99),
+                us(f.cpu),
+                us(f.redis_cpu)
+            );
+        }
+        println!();
+    }
+
+    println!(
+        "Redis commands per decision, counted by a proxy between opgate and Redis (a second opgate, \
+         same store, empty registry cache):"
+    );
+    println!();
+    println!(
+        "| command | first decision (cold cache) | per decision, next {} (C=16) |",
+        r.trips.steady_decisions
+    );
+    println!("|---|---:|---:|");
+    let mut names: Vec<&String> = r.trips.cold.keys().chain(r.trips.steady.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in &names {
+        println!(
+            "| {name} | {} | {:.4} |",
+            r.trips.cold.get(*name).copied().unwrap_or(0),
+            r.trips.steady.get(*name).copied().unwrap_or(0.0)
+        );
+    }
+    let steady_total: f64 = r.trips.steady.values().sum();
+    println!(
+        "| **total** | {} | **{steady_total:.4}** |",
+        r.trips.cold.values().sum::<u64>()
+    );
+    println!();
+    println!("Server side (`INFO commandstats` delta over a sequential batch, script-internal commands included):");
+    println!();
+    println!("| command | calls/decision | µs/call |");
+    println!("|---|---:|---:|");
+    for (name, (calls, usec)) in &r.trips.server {
+        println!("| {name} | {calls:.3} | {usec:.2} |");
+    }
+    println!();
+    println!("Where one decision's time goes (sequential, {} decisions):", args.probe);
+    println!();
+    println!("| step | mean (µs) | p50 (µs) | p99 (µs) |");
+    println!("|---|---:|---:|---:|");
+    for (name, s) in &r.stages {
+        println!(
+            "| {name} | {:.1} | {} | {} |",
+            s.mean() / 1_000.0,
+            us(s.p50()),
+            us(s.p99())
+        );
+    }
+    println!();
+    if args.smoke {
+        return;
+    }
+    let seq = medians(&r.sequential);
+    let best = r
+        .concurrent
+        .iter()
+        .map(|(c, runs)| (*c, medians(runs)))
+        .max_by(|a, b| a.1.per_sec.total_cmp(&b.1.per_sec));
+    if !r.sequential.is_empty() {
+        println!(
+            "- p99 with one decision in flight: {} µs (target ≤ 1000: {})",
+            us(seq.p99),
+            met(seq.p99 <= TARGET_P99_NS)
+        );
+    }
+    for (c, runs) in &r.concurrent {
+        let f = medians(runs);
+        println!(
+            "- closed loop C={c}: {:.0} decisions/s, p99 {} µs (≤ 1000: {})",
+            f.per_sec,
+            us(f.p99),
+            met(f.p99 <= TARGET_P99_NS)
+        );
+    }
+    if let Some((c, f)) = best {
+        println!(
+            "- highest closed-loop throughput: {:.0} decisions/s at C={c} (target ≥ 10000: {})",
+            f.per_sec,
+            met(f.per_sec >= TARGET_PER_SEC)
+        );
+    }
+    for (rate, runs) in &r.open {
+        let f = medians(runs);
+        // The offered rate counts as sustained when decisions kept up with it (within 2%).
+        let kept_up = f.per_sec >= *rate as f64 * 0.98;
+        println!(
+            "- open loop at {rate}/s: decided {:.0}/s ({}), p99 {} µs (target ≤ 1000: {})",
+            f.per_sec,
+            if kept_up { "kept up" } else { "fell behind" },
+            us(f.p99),
+            met(f.p99 <= TARGET_P99_NS)
+        );
+    }
+    println!(
+        "- Redis round trips per decision in the steady state: {steady_total:.4} (target {TARGET_ROUND_TRIPS}: {})",
+        met((steady_total - TARGET_ROUND_TRIPS).abs() < 1e-9)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut con = match control(&args.redis).await {
+        Ok(c) => c,
+        Err(e) if args.smoke => {
+            eprintln!("decision: smoke run skipped: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    check_encoders_against_vector()?;
+    let now = now_secs();
+    let session = Session::new(now)?;
+    let prefix = format!(
+        "dbench-{}-{}:",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    );
+    let outcome = measure_all(&args, &session, &prefix, &mut con).await;
+    // Whatever happened, leave nothing behind.
+    match delete_keys(&mut con, &format!("{{{prefix}}}*")).await {
+        Ok(n) => eprintln!("deleted the bench's {n} Redis keys ({{{prefix}}}*)"),
+        Err(e) => eprintln!("decision: could not delete the keys {{{prefix}}}*: {e}"),
+    }
+    outcome
+}
+
+async fn measure_all(
+    args: &Args,
+    session: &Session,
+    prefix: &str,
+    con: &mut redis::aio::MultiplexedConnection,
+) -> Result<(), String> {
+    // An upstream that is never called: a local port nothing listens on.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        l.local_addr().map_err(|e| e.to_string())?
+    };
+    let app = build_app(&args.redis, prefix, closed).await?;
+    let gate = app.gate().clone();
+    let chain = app.chains()[0].clone();
+    gate.registry
+        .put_permission(
+            CHAIN_ID,
+            ACCOUNT,
+            session.pid,
+            &StoredPermission {
+                validator_data: session.validator_data.clone(),
+                selectors: vec![FixedBytes(EXECUTE_SELECTOR)],
+                source: Source::Operator,
+                learned_at: now_secs(),
+            },
+        )
+        .await
+        .map_err(|e| format!("registering the permission: {e}"))?;
+
+    let open_max = args.rates.iter().map(|r| r * args.open_secs).max().unwrap_or(0);
+    let count = (args.warmup + args.sequential.max(args.decisions).max(open_max)).max(args.probe + 1);
+    let t = Instant::now();
+    let ops = (0..count as u64)
+        .map(|seq| session.params(seq))
+        .collect::<Result<Vec<_>, _>>()?;
+    eprintln!(
+        "session key {}, permission {} of account {}; {count} signed ops built in {:.1} s; key prefix {{{prefix}}}",
+        session.signer,
+        session.pid,
+        ACCOUNT,
+        t.elapsed().as_secs_f64()
+    );
+    let b = Bench {
+        gate,
+        chain,
+        ops: Arc::new(ops),
+    };
+    let op_pattern = format!("{{{prefix}}}op:*");
+
+    // Fail loudly unless a decision passes and charges.
+    delete_keys(con, &op_pattern).await?;
+    decide_one(&b.gate, &b.chain, &b.ops[0])
+        .await
+        .map_err(|e| format!("the first decision: {e}"))?;
+    eprintln!("first decision: accepted and charged");
+
+    let load_before = load_average();
+    let machine0 = machine_cpu();
+    let own0 = process_cpu();
+    let redis0 = redis_cpu(con).await?;
+    let mut sequential = Vec::new();
+    let mut concurrent: Vec<(usize, Vec<Figures>)> = args.concurrency.iter().map(|c| (*c, Vec::new())).collect();
+    let mut open: Vec<(usize, Vec<Figures>)> = args.rates.iter().map(|r| (*r, Vec::new())).collect();
+    for rep in 1..=args.reps {
+        if args.sequential > 0 {
+            let load = Load::Closed { tasks: 1 };
+            let f = measure(&b, con, &op_pattern, args.warmup, args.sequential, load).await?;
+            eprintln!(
+                "rep {rep}/{} sequential: p50 {} µs, p99 {} µs, max {} µs, {:.0}/s",
+                args.reps,
+                us(f.p50),
+                us(f.p99),
+                us(f.max),
+                f.per_sec
+            );
+            sequential.push(f);
+        }
+        if args.decisions > 0 {
+            for (c, runs) in &mut concurrent {
+                let load = Load::Closed { tasks: *c };
+                let f = measure(&b, con, &op_pattern, args.warmup, args.decisions, load).await?;
+                eprintln!(
+                    "rep {rep}/{} C={c:<3}: {:.0}/s, p50 {} µs, p99 {} µs, CPU/decision opgate {} µs + Redis {} µs",
+                    args.reps,
+                    f.per_sec,
+                    us(f.p50),
+                    us(f.p99),
+                    us(f.cpu),
+                    us(f.redis_cpu)
+                );
+                runs.push(f);
+            }
+        }
+        for (rate, runs) in &mut open {
+            let n = *rate * args.open_secs;
+            if n == 0 {
+                continue;
+            }
+            let f = measure(&b, con, &op_pattern, args.warmup.min(n), n, Load::Open { rate: *rate }).await?;
+            eprintln!(
+                "rep {rep}/{} offered {rate}/s: started {:.0}/s, decided {:.0}/s, p50 {} µs, p99 {} µs, start lag p99 {} µs",
+                args.reps,
+                f.started_per_sec,
+                f.per_sec,
+                us(f.p50),
+                us(f.p99),
+                us(f.lag_p99)
+            );
+            runs.push(f);
+        }
+    }
+    let load_after = load_average();
+    let others_busy = match (machine0, machine_cpu(), own0, process_cpu(), redis_cpu(con).await) {
+        (Some((busy0, total0)), Some((busy1, total1)), Some(own0), Some(own1), Ok(redis1)) if total1 > total0 => {
+            let ours = (own1.saturating_sub(own0) + redis1.saturating_sub(redis0)) as f64 / TICK_NS as f64;
+            let busy = busy1.saturating_sub(busy0) as f64;
+            Some(((busy - ours) / (total1 - total0) as f64).clamp(0.0, 1.0))
+        }
+        _ => None,
+    };
+    let trips = round_trips(args, &b, prefix, closed, con, &op_pattern).await?;
+    let stages = breakdown(args, &b, session, con, &op_pattern).await?;
+    print_report(&Report {
+        args,
+        sequential,
+        concurrent: if args.decisions > 0 { concurrent } else { Vec::new() },
+        open: open.into_iter().filter(|(_, runs)| !runs.is_empty()).collect(),
+        trips,
+        stages,
+        load_before,
+        load_after,
+        others_busy,
+    });
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("decision: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("decision: {e}");
+        std::process::exit(1);
+    }
+}
