@@ -505,6 +505,7 @@ async fn call_rules_apply_to_every_call_of_a_simple_account_batch() {
         v["error"]["data"]["detail"].as_str().unwrap().starts_with("calls[1]"),
         "{v}"
     );
+}
 
 /// A session key may sign EIP-191(userOpHash), as the SDK does, or the raw userOpHash: Kernel's
 /// ECDSASigner accepts both, and so does opgate, whichever it tries first. Another key is refused.
