@@ -497,3 +497,57 @@ async fn a_bad_signature_is_refused_before_the_bundler_and_a_good_op_is_mined() 
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_node_follows_on_sim_error() {
+    let upstream = FakeBundler::answering(r#""0x01""#).await;
+    let node = closed_port_url().await;
+    let v = vector("ep08-simple-account-batch");
+    let params = json!([v["userOperation"], v["entryPoint"]["address"]]).to_string();
+    let toml = |on_sim_error: &str| {
+        format!(
+            "[[chains]]\nid = 1\nupstreams = [\"{}\"]\nnode = \"{node}\"\n\
+             [chains.simulation]\non_sim_error = \"{on_sim_error}\"\n",
+            upstream.url()
+        )
+    };
+
+    let strict = Opgate::start_toml(&toml("reject")).await;
+    let r = call(&strict.url("/1"), "eth_sendUserOperation", &params).await;
+    assert_eq!(r["error"]["code"], -32053, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "SimulationUnavailable", "{r}");
+    assert_eq!(r["error"]["data"]["retryable"], true, "{r}");
+    assert!(upstream.received().is_empty(), "nothing was relayed");
+    let m = strict.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_simulation_fallbacks_total{action="rejected",chain="1"}"#),
+        Some(1.0),
+        "{m}"
+    );
+
+    let lenient = Opgate::start_toml(&toml("allow")).await;
+    let r = call(&lenient.url("/1"), "eth_sendUserOperation", &params).await;
+    assert_eq!(r["result"], "0x01", "{r}");
+    let m = lenient.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_simulations_total{chain="1",outcome="error"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"opgate_simulation_fallbacks_total{action="allowed",chain="1"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let r = call(&lenient.url("/1"), "opgate_explainUserOperation", &params).await;
+    assert!(
+        r["result"]["simulation"]["error"].as_str().unwrap().starts_with("node"),
+        "{r}"
+    );
+
+    // Without a node there is no simulation.
+    let plain = Opgate::in_front_of(&[upstream.url()]).await;
+    let r = call(&plain.url("/1"), "opgate_explainUserOperation", &params).await;
+    assert!(r["result"]["simulation"].is_null(), "{r}");
+    assert_eq!(r["result"]["decision"], "accept", "{r}");
+}
