@@ -213,7 +213,7 @@ impl Contracts {
         for name in ["Forwarder", "TestToken"] {
             let code = compiled[name]["bytecode"].as_str().unwrap().to_string();
             let tx = rpc(node, "eth_sendTransaction", json!([{ "from": FUNDER, "data": code }])).await;
-            let receipt = rpc(node, "eth_getTransactionReceipt", json!([tx])).await;
+            let receipt = tx_receipt(node, &tx).await;
             assert_eq!(receipt["status"], "0x1", "{name}: {receipt}");
             deployed.push(receipt["contractAddress"].as_str().unwrap().parse::<Address>().unwrap());
         }
@@ -233,13 +233,25 @@ impl Contracts {
         )
         .await;
         rpc(node, "anvil_stopImpersonatingAccount", json!([from])).await;
-        let receipt = rpc(node, "eth_getTransactionReceipt", json!([tx])).await;
+        let receipt = tx_receipt(node, &tx).await;
         assert_eq!(receipt["status"], "0x1", "{receipt}");
         if from != FUNDER {
             // A counterfactual account keeps nonce 0, or its CREATE2 deployment would collide.
             rpc(node, "anvil_setNonce", json!([from, "0x0"])).await;
         }
     }
+}
+
+/// The receipt of transaction `tx` (anvil mines at once, but may answer before it did; at most 10 s).
+async fn tx_receipt(node: &str, tx: &Value) -> Value {
+    for _ in 0..100 {
+        let r = rpc(node, "eth_getTransactionReceipt", json!([tx])).await;
+        if !r.is_null() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{tx} was not mined within 10 s");
 }
 
 /// anvil's account #0 (deploys, funds).
@@ -328,6 +340,28 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     assert_eq!(sim["effects"]["nativeOut"], "1000", "{v}");
     assert_eq!(sim["execution"]["success"], true, "{v}");
     assert_eq!(v["result"]["decision"], "reject", "{v}");
+    // A call rule that allows only the call data's call refuses the call the simulation found.
+    let calls_only_self = opgate_simulating(
+        &devnet,
+        false,
+        &format!(
+            "[[policies]]\nname = \"only-self\"\n[[policies.calls]]\ntarget = \"{}\"\n",
+            account.sender
+        ),
+    )
+    .await;
+    let v = call(
+        &calls_only_self.url("/31337"),
+        "opgate_explainUserOperation",
+        &send_params(&op),
+    )
+    .await;
+    let rejection = &v["result"]["rejection"];
+    assert_eq!(rejection["reason"], "CallPolicyViolated", "{v}");
+    assert!(
+        rejection["detail"].as_str().unwrap().starts_with("effects.calls[1]: "),
+        "{v}"
+    );
     let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
     assert_eq!(v["error"]["code"], -32504, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
