@@ -2,9 +2,15 @@
 //!
 //! ```text
 //! params ─▶ parse (‑32602 naming the field) ─▶ registry lookups ─▶ decode ─▶ policies (pure)
+//!        ─▶ simulate (when the chain has a node) ─▶ policies on the effects
 //!        ─▶ reserve (one atomic store step) ─▶ relay ─▶ commit (accepted) or refund (refused,
 //!           nothing delivered)
 //! ```
+//!
+//! Simulation refuses an op whose validation fails (AA code and reason) and, with
+//! `reject_reverting`, one whose execution reverts; when it cannot answer, the chain's
+//! `on_sim_error` decides. Operator policies are then evaluated a second time on the effects,
+//! and that evaluation's charges (actual amounts, actual gas cost) are the ones reserved.
 //!
 //! A rejection at any step answers at once; nothing is relayed and nothing stays charged. When
 //! the upstream may have received the op but did not answer, the reservation is kept: the op may
@@ -29,6 +35,7 @@ use crate::policy::{
 use crate::registry::{AccountInfo, KnownPermission, Registry, Source, StoredPermission};
 use crate::relay::{RelayError, UpstreamAnswer};
 use crate::rpc::errors::{self, RpcFailure};
+use crate::sim::{Effects, Execution, SimError, Simulation, Validation};
 use crate::store::{Reservation, Reserved, Store, StoreError};
 use crate::telemetry::{DecisionMetrics, Stage};
 use crate::userop::{self, UserOperation};
@@ -98,8 +105,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Evaluates every policy (pure).
-    pub fn evaluate(&self, gate: &Gate, policies: &[OperatorPolicy]) -> Evaluation {
+    /// Evaluates every policy (pure); with a simulation, operator policies check its effects.
+    pub fn evaluate(&self, gate: &Gate, policies: &[OperatorPolicy], simulation: Option<&Simulation>) -> Evaluation {
         let kernel = self.decoded.detail.as_ref().filter(|_| self.decoded.kernel.is_some());
         let selectors_enable: Vec<FixedBytes<4>>;
         let session = match kernel.and_then(|k| k.nonce.as_ref()) {
@@ -139,6 +146,7 @@ impl Prepared {
                 .filter(|_| self.decoded.account != "unknown"),
             session,
             now: self.now,
+            simulation,
         };
         let unknown_permission = if self.registry_failed && gate.on_error == OnError::Allow {
             OnError::Allow
@@ -154,6 +162,132 @@ impl Prepared {
             },
         )
     }
+}
+
+impl Prepared {
+    /// The Kernel permission the op is validated by, when known (its own enable data, else the
+    /// registry's).
+    fn permission(&self) -> Option<&crate::decode::Permission> {
+        let k = self.decoded.detail.as_ref().filter(|_| self.decoded.kernel.is_some())?;
+        let n = k.nonce.as_ref()?;
+        if n.validation_type != ValidationType::Permission {
+            return None;
+        }
+        if n.mode == ValidationMode::Enable {
+            k.permission.as_ref()
+        } else {
+            self.registered.as_deref().map(|r| &r.permission)
+        }
+    }
+}
+
+/// What simulating an op gave.
+#[derive(Debug)]
+pub enum Simulated {
+    /// The chain does not simulate (no node).
+    Off,
+    /// The simulation ran.
+    Ran(Box<Simulation>),
+    /// The simulation could not answer (the op is not at fault).
+    Failed(SimError),
+}
+
+impl Simulated {
+    /// The report, when the simulation ran.
+    pub fn report(&self) -> Option<&Simulation> {
+        match self {
+            Self::Ran(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Simulates the op on its chain's node, when the chain has one, counting the outcome.
+pub async fn simulate(gate: &Gate, chain: &Chain, p: &Prepared) -> Simulated {
+    let Some(sim) = &chain.simulator else {
+        return Simulated::Off;
+    };
+    let t = Instant::now();
+    let run = sim.simulate(&p.op, p.entry_point, p.hash).await;
+    gate.metrics.stage(&chain.label, Stage::Sim, t.elapsed());
+    let outcome = match &run {
+        Ok(r) if !r.simulation.validation.ok => "validation_failed",
+        Ok(r) if r.simulation.execution.as_ref().is_some_and(|e| !e.success) => "reverted",
+        Ok(_) => "ok",
+        Err(SimError::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    gate.metrics.simulation(&chain.label, outcome);
+    match run {
+        Ok(r) => Simulated::Ran(Box::new(r.simulation)),
+        Err(e) => {
+            tracing::warn!(user_op_hash = %p.hash, kind = e.kind(), error = %e, "simulation failed");
+            Simulated::Failed(e)
+        }
+    }
+}
+
+/// The simulation's verdict: a refusal, or the report whose effects policies check (`None`
+/// without one). A failed simulation is allowed through when `on_sim_error = "allow"`.
+fn sim_verdict<'a>(chain: &Chain, p: &Prepared, s: &'a Simulated) -> Result<Option<&'a Simulation>, Rejection> {
+    let Some(config) = chain.simulator.as_ref().map(|s| s.config()) else {
+        return Ok(None);
+    };
+    let report = match s {
+        Simulated::Off => return Ok(None),
+        Simulated::Failed(e) if config.on_sim_error == OnError::Allow => {
+            tracing::debug!(error = %e, "relaying without a simulation (on_sim_error = allow)");
+            return Ok(None);
+        }
+        Simulated::Failed(e) => {
+            return Err(Rejection::new(
+                Reason::SimulationUnavailable,
+                "simulation",
+                e.kind(),
+                format!("the op could not be simulated ({e}); nothing was relayed"),
+            ))
+        }
+        Simulated::Ran(r) => r,
+    };
+    let v = &report.validation;
+    if !v.ok {
+        let mut detail = format!(
+            "the EntryPoint refuses the op's validation: {}",
+            v.reason.as_deref().unwrap_or("no reason given")
+        );
+        if let Some(i) = v.kernel_policy_failed {
+            let name = p
+                .permission()
+                .and_then(|perm| perm.policies.get(usize::try_from(i).unwrap_or(usize::MAX)))
+                .map(|pol| format!(" ({})", crate::policy::kernel::policy_name(&pol.params)))
+                .unwrap_or_default();
+            detail.push_str(&format!(
+                "; the session key's policy {i}{name} failed (PolicyFailed({i}))"
+            ));
+        } else if v.signature_failed && v.code.as_deref() != Some("AA24") {
+            detail.push_str("; the account reports a signature failure");
+        }
+        return Err(Rejection::new(
+            Reason::ValidationFailed,
+            "simulation",
+            v.code.clone().unwrap_or_else(|| "validation".into()),
+            detail,
+        ));
+    }
+    if let Some(e) = report.execution.as_ref().filter(|e| !e.success) {
+        if config.reject_reverting {
+            return Err(Rejection::new(
+                Reason::SimulationReverted,
+                "simulation",
+                "reject_reverting",
+                format!(
+                    "the op's execution reverts: {}",
+                    e.revert_reason.as_deref().unwrap_or("(no data)")
+                ),
+            ));
+        }
+    }
+    Ok(Some(report))
 }
 
 /// Parses `[userOp, entryPoint]`, looks up what the registry knows and decodes.
@@ -264,11 +398,30 @@ pub async fn decide(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Re
 
     let t = Instant::now();
     let policies = gate.policies();
-    let evaluation = prepared.evaluate(gate, &policies);
+    let evaluation = prepared.evaluate(gate, &policies, None);
     gate.metrics.stage(label, Stage::Policy, t.elapsed());
-    let permit = evaluation
+    let mut permit = evaluation
         .into_permit()
         .map_err(|r| reject(gate, label, &prepared, &r))?;
+
+    let simulated = simulate(gate, chain, &prepared).await;
+    if let Simulated::Failed(_) = &simulated {
+        let allow = chain
+            .simulator
+            .as_ref()
+            .is_some_and(|s| s.config().on_sim_error == OnError::Allow);
+        gate.metrics
+            .simulation_fallback(label, if allow { "allowed" } else { "rejected" });
+    }
+    let report = sim_verdict(chain, &prepared, &simulated).map_err(|r| reject(gate, label, &prepared, &r))?;
+    if report.is_some() {
+        let t = Instant::now();
+        let evaluation = prepared.evaluate(gate, &policies, report);
+        gate.metrics.stage(label, Stage::Policy, t.elapsed());
+        permit = evaluation
+            .into_permit()
+            .map_err(|r| reject(gate, label, &prepared, &r))?;
+    }
 
     let t = Instant::now();
     let charged = reserve(gate, label, &prepared, &permit).await;
@@ -525,6 +678,59 @@ pub struct Explanation {
     pub matched_policies: Vec<String>,
     /// The charges a send would reserve, with the counters' current state.
     pub charges: Vec<ChargeView>,
+    /// The simulation's outcome and effects; `null` when the chain does not simulate (or the
+    /// pure policies already refused the op).
+    pub simulation: Option<SimulationView>,
+}
+
+/// The simulation as `opgate_explainUserOperation` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulationView {
+    /// The block whose state was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    /// The validation outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    /// The execution outcome (`null` when validation failed).
+    pub execution: Option<Execution>,
+    /// Gas used (decimal), when it executed.
+    pub gas_used: Option<String>,
+    /// Actual gas cost in wei (decimal), when it executed.
+    pub actual_cost: Option<String>,
+    /// What the op did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Effects>,
+    /// Why the simulation could not answer (`timeout`, `node`, `evm`: message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SimulationView {
+    fn of(s: &Simulated) -> Option<Self> {
+        match s {
+            Simulated::Off => None,
+            Simulated::Failed(e) => Some(Self {
+                block: None,
+                validation: None,
+                execution: None,
+                gas_used: None,
+                actual_cost: None,
+                effects: None,
+                error: Some(format!("{}: {e}", e.kind())),
+            }),
+            Simulated::Ran(r) => Some(Self {
+                block: Some(r.block),
+                validation: Some(r.validation.clone()),
+                gas_used: r.execution.as_ref().map(|e| e.gas_used.to_string()),
+                actual_cost: r.execution.as_ref().map(|e| e.actual_cost.to_string()),
+                execution: r.execution.clone(),
+                effects: Some(r.effects.clone()),
+                error: None,
+            }),
+        }
+    }
 }
 
 /// A planned charge and its counter's state.
@@ -549,7 +755,17 @@ pub struct ChargeView {
 pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Explanation, RpcFailure> {
     let p = prepare(gate, chain, params).await?;
     let policies = gate.policies();
-    let mut ev = p.evaluate(gate, &policies);
+    let mut ev = p.evaluate(gate, &policies, None);
+    let mut simulation = None;
+    if ev.rejection.is_none() {
+        let simulated = simulate(gate, chain, &p).await;
+        match sim_verdict(chain, &p, &simulated) {
+            Ok(Some(report)) => ev = p.evaluate(gate, &policies, Some(report)),
+            Ok(None) => {}
+            Err(r) => ev.fail(r),
+        }
+        simulation = SimulationView::of(&simulated);
+    }
     let counters: Vec<_> = ev
         .charges
         .iter()
@@ -629,6 +845,7 @@ pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         verdicts: ev.verdicts,
         matched_policies: ev.matched,
         charges,
+        simulation,
         decoded: p.decoded,
     })
 }

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::config::OnError;
 use crate::decode::{DecodedCalls, KernelDecoded, Permission};
+use crate::sim::{Effects, Simulation};
 use crate::store::Charge;
 use crate::userop::{EntryPointVersion, UserOperation};
 
@@ -68,6 +69,13 @@ pub enum Reason {
     InvalidCallData,
     /// The session key, account or permission was revoked.
     Revoked,
+    /// The EntryPoint refused the op's validation in simulation (AA code and reason in the detail).
+    ValidationFailed,
+    /// The op's execution reverted in simulation and the chain says `reject_reverting = true`.
+    SimulationReverted,
+    /// The simulation timed out or the node could not be read, and the chain says
+    /// `on_sim_error = "reject"`.
+    SimulationUnavailable,
 }
 
 impl Reason {
@@ -92,11 +100,14 @@ impl Reason {
             Self::InvalidSignature => "InvalidSignature",
             Self::InvalidCallData => "InvalidCallData",
             Self::Revoked => "Revoked",
+            Self::ValidationFailed => "ValidationFailed",
+            Self::SimulationReverted => "SimulationReverted",
+            Self::SimulationUnavailable => "SimulationUnavailable",
         }
     }
 
     /// Every reason, for documentation and metric pre-registration.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 21] = [
         Self::CallPolicyViolated,
         Self::ConditionFailed,
         Self::MaxValueExceeded,
@@ -115,6 +126,9 @@ impl Reason {
         Self::InvalidSignature,
         Self::InvalidCallData,
         Self::Revoked,
+        Self::ValidationFailed,
+        Self::SimulationReverted,
+        Self::SimulationUnavailable,
     ];
 }
 
@@ -229,6 +243,9 @@ pub struct OpContext<'a> {
     pub session: Option<SessionPermission<'a>>,
     /// Unix seconds.
     pub now: u64,
+    /// The op's simulation, when the chain simulates ops and it ran (operator policies then check
+    /// its effects; Kernel session policies stay on the call data, as the chain's validation does).
+    pub simulation: Option<&'a Simulation>,
 }
 
 impl OpContext<'_> {
@@ -260,6 +277,13 @@ impl OpContext<'_> {
     /// The op's maximum gas cost in wei: every gas limit × `maxFeePerGas`.
     pub fn max_cost(&self) -> U256 {
         self.op.max_gas_cost()
+    }
+
+    /// What the op did in simulation — its effects and actual gas cost — when it was simulated
+    /// and got past validation (a reverted execution has empty effects: it changed nothing).
+    pub fn simulated(&self) -> Option<(&Effects, U256)> {
+        let s = self.simulation?;
+        s.execution.as_ref().map(|e| (&s.effects, e.actual_cost))
     }
 }
 

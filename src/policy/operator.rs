@@ -11,6 +11,13 @@
 //!
 //! with the chain replaced by `*` when `shared_across_chains = true`. Calls are matched against
 //! `calls` rules in order, the first rule whose target, selector and call type match deciding.
+//!
+//! When the op was simulated ([`OpContext::simulated`]), the same rules are checked on what it
+//! did: every `CALL` the account made at any depth must pass the call rules (the call data's
+//! delegatecalls are still checked as such), transfer rules count the value and the ERC-20
+//! `Transfer`/`Approval` amounts that actually left the account during execution, and
+//! `limits.gas_wei` charges the actual gas cost instead of the maximum. The pipeline evaluates the
+//! call data first and the effects second, so both must pass.
 
 use alloy_primitives::{Address, FixedBytes, U256};
 
@@ -20,6 +27,7 @@ use crate::config::{
     Budget, CallRule, CounterScope, OperatorPolicy, PolicyMatch, RuleCallType, Token, TransferRule, Windows,
 };
 use crate::decode::{Call, CallDataFormat, CallKind};
+use crate::sim::{Effects, TokenMove};
 use crate::store::{Charge, Window};
 
 /// Who an operator policy is asked about: an op, or a session-state query (where the EntryPoint
@@ -273,6 +281,31 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
         ));
     }
 
+    // With a simulation, calls and amounts are what the op did: every call the account made at
+    // any depth (plus the call data's delegatecalls, whose own calls are among those), the value
+    // and tokens that actually left it, and the actual gas cost.
+    let simulated = ctx.simulated();
+    let checked: Vec<(String, &Call)> = match simulated {
+        Some((effects, _)) => {
+            let delegated = calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.call_type == CallKind::DelegateCall);
+            (effects
+                .calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("effects.calls[{i}]"), c)))
+            .chain(delegated.map(|(i, c)| (format!("calls[{i}]"), c)))
+            .collect()
+        }
+        None => calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("calls[{i}]"), c))
+            .collect(),
+    };
+
     let mut planner = Planner {
         p,
         scope: scope_key(p, &Subject::of(ctx)),
@@ -282,27 +315,32 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
         planner.charge("ops", U256::from(1), b, "limits.ops".into(), Reason::RateLimited);
     }
     if let Some(b) = &p.limits.gas_wei {
-        planner.charge("gas", cost, b, "limits.gas_wei".into(), Reason::GasBudgetExceeded);
+        let gas = simulated.map_or(cost, |(_, actual)| actual);
+        planner.charge("gas", gas, b, "limits.gas_wei".into(), Reason::GasBudgetExceeded);
     }
     if let Some(rules) = &p.calls {
-        for (i, c) in calls.iter().enumerate() {
+        for (at, c) in &checked {
             let Some(ri) = rules.iter().position(|r| rule_matches(r, c)) else {
                 return Err(fail(
                     Reason::CallPolicyViolated,
                     "calls",
                     format!(
-                        "calls[{i}]: no call rule allows {} to {} with selector {}",
+                        "{at}: no call rule allows {} to {} with selector {}",
                         kind(c),
                         hex_addr(c.target),
                         c.selector.map(|s| s.to_string()).unwrap_or_else(|| "(none)".into())
                     ),
                 ));
             };
-            check_call_rule(&mut planner, &rules[ri], ri, c, i)?;
+            check_call_rule(&mut planner, &rules[ri], ri, c, at)?;
         }
     }
     for (ti, t) in p.transfers.iter().enumerate() {
-        check_transfers(&mut planner, t, ti, calls)?;
+        let moves = match simulated {
+            Some((effects, _)) => simulated_moves(t, effects),
+            None => calldata_moves(name, t, ti, calls)?,
+        };
+        check_transfers(&mut planner, t, ti, &checked, &moves)?;
     }
     planner.ev.pass(name, "all");
     Ok(())
@@ -329,7 +367,7 @@ fn rule_matches(r: &CallRule, c: &Call) -> bool {
     type_ok && target_ok && selector_ok
 }
 
-fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, i: usize) -> Result<(), Rejection> {
+fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, at: &str) -> Result<(), Rejection> {
     let name = pl.p.name.clone();
     let rule = format!("calls[{ri}]");
     if let Some(max) = r.max_value_per_use {
@@ -338,7 +376,7 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
                 Reason::MaxValueExceeded,
                 &name,
                 format!("{rule}.max_value_per_use"),
-                format!("calls[{i}]: value {} exceeds {max}", c.value),
+                format!("{at}: value {} exceeds {max}", c.value),
             ));
         }
     }
@@ -358,7 +396,7 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
                 Reason::ConditionFailed,
                 &name,
                 crule,
-                format!("calls[{i}]: the call data has no argument {}", k.param),
+                format!("{at}: the call data has no argument {}", k.param),
             ));
         };
         if !k.condition.holds(word, &k.values) {
@@ -367,7 +405,7 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
                 &name,
                 crule,
                 format!(
-                    "calls[{i}]: argument {} is {word} which fails {} {}",
+                    "{at}: argument {} is {word} which fails {} {}",
                     k.param,
                     k.condition.name(),
                     k.values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
@@ -387,37 +425,87 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
     Ok(())
 }
 
-fn check_transfers(pl: &mut Planner<'_, '_>, t: &TransferRule, ti: usize, calls: &[Call]) -> Result<(), Rejection> {
-    let name = pl.p.name.clone();
-    let rule = format!("transfers[{ti}]");
-    let mut total = U256::ZERO;
+/// What a transfer rule counts in the call data: each call's value (native) or each call to the
+/// token's amount argument (`transfer`, `transferFrom`, `approve`, `increaseAllowance`).
+fn calldata_moves(name: &str, t: &TransferRule, ti: usize, calls: &[Call]) -> Result<Vec<(String, U256)>, Rejection> {
+    let mut out = Vec::new();
     for (i, c) in calls.iter().enumerate() {
+        if c.call_type != CallKind::Call {
+            continue;
+        }
         let amount = match t.token {
-            Token::Native => (c.call_type == CallKind::Call).then_some(c.value),
-            Token::Erc20(token) if c.target == token && c.call_type == CallKind::Call => token_amount(&c.data)
-                .map_err(|why| Rejection::new(Reason::InvalidCallData, &name, &rule, format!("calls[{i}]: {why}")))?,
+            Token::Native => Some(c.value),
+            Token::Erc20(token) if c.target == token => token_amount(&c.data).map_err(|why| {
+                Rejection::new(
+                    Reason::InvalidCallData,
+                    name,
+                    format!("transfers[{ti}]"),
+                    format!("calls[{i}]: {why}"),
+                )
+            })?,
             Token::Erc20(_) => None,
         };
-        if c.call_type == CallKind::DelegateCall {
-            return Err(Rejection::new(
-                Reason::DelegateCallDenied,
-                &name,
-                &rule,
-                format!("calls[{i}] is a delegatecall, which can move any token without opgate seeing it"),
-            ));
+        out.extend(amount.map(|a| (format!("calls[{i}]"), a)));
+    }
+    Ok(out)
+}
+
+/// What a transfer rule counts in a simulation's effects: the value of each call the account made
+/// (native), or each ERC-20 `Transfer` from and `Approval` by the account on the token.
+fn simulated_moves(t: &TransferRule, effects: &Effects) -> Vec<(String, U256)> {
+    match t.token {
+        Token::Native => effects
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("effects.calls[{i}]"), c.value))
+            .collect(),
+        Token::Erc20(token) => {
+            let of = |what: &'static str, moves: &[TokenMove]| -> Vec<(String, U256)> {
+                moves
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.token == token)
+                    .map(|(i, m)| (format!("effects.{what}[{i}]"), m.amount))
+                    .collect()
+            };
+            let mut out = of("transfers", &effects.transfers);
+            out.extend(of("approvals", &effects.approvals));
+            out
         }
-        let Some(amount) = amount else { continue };
+    }
+}
+
+fn check_transfers(
+    pl: &mut Planner<'_, '_>,
+    t: &TransferRule,
+    ti: usize,
+    calls: &[(String, &Call)],
+    moves: &[(String, U256)],
+) -> Result<(), Rejection> {
+    let name = pl.p.name.clone();
+    let rule = format!("transfers[{ti}]");
+    if let Some((at, _)) = calls.iter().find(|(_, c)| c.call_type == CallKind::DelegateCall) {
+        return Err(Rejection::new(
+            Reason::DelegateCallDenied,
+            &name,
+            &rule,
+            format!("{at} is a delegatecall, which can move any token without opgate seeing it"),
+        ));
+    }
+    let mut total = U256::ZERO;
+    for (at, amount) in moves {
         if let Some(max) = t.max_per_use {
-            if amount > max {
+            if *amount > max {
                 return Err(Rejection::new(
                     Reason::MaxValueExceeded,
                     &name,
                     format!("{rule}.max_per_use"),
-                    format!("calls[{i}] moves {amount}, more than {max}"),
+                    format!("{at} moves {amount}, more than {max}"),
                 ));
             }
         }
-        total = total.saturating_add(amount);
+        total = total.saturating_add(*amount);
     }
     if let Some(b) = &t.limit {
         if !total.is_zero() {

@@ -26,6 +26,9 @@ pub mod codes {
     pub const UPSTREAM_OUTCOME_UNKNOWN: i32 = -32051;
     /// The usage store did not answer and the policies say `on_error = "reject"`. Safe to retry.
     pub const STORE_UNAVAILABLE: i32 = -32052;
+    /// The simulation did not answer (timeout, node unreachable) and the chain says
+    /// `on_sim_error = "reject"`. Safe to retry.
+    pub const SIMULATION_UNAVAILABLE: i32 = -32053;
     /// EIP-7769: rejected by validation or policy.
     pub const REJECTED: i32 = -32500;
     /// EIP-7769: paymaster rejected.
@@ -36,6 +39,8 @@ pub mod codes {
     pub const THROTTLED: i32 = -32504;
     /// EIP-7769: signature check failed.
     pub const INVALID_SIGNATURE: i32 = -32507;
+    /// EIP-7769: the execution phase reverts.
+    pub const EXECUTION_REVERTED: i32 = -32521;
 }
 
 /// The JSON-RPC code of a policy rejection.
@@ -49,6 +54,8 @@ pub fn policy_code(reason: Reason) -> i32 {
         | Reason::Revoked => codes::THROTTLED,
         Reason::InvalidSignature => codes::INVALID_SIGNATURE,
         Reason::PaymasterNotAllowed => codes::PAYMASTER_REJECTED,
+        Reason::SimulationReverted => codes::EXECUTION_REVERTED,
+        Reason::SimulationUnavailable => codes::SIMULATION_UNAVAILABLE,
         _ => codes::REJECTED,
     }
 }
@@ -64,6 +71,9 @@ pub fn policy(r: &Rejection) -> RpcFailure {
     });
     if let Some(secs) = r.retry_after {
         data["retryAfter"] = json!(secs);
+    }
+    if r.reason == Reason::SimulationUnavailable {
+        data["retryable"] = json!(true);
     }
     RpcFailure {
         error: ErrorObject::owned(

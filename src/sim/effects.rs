@@ -32,9 +32,9 @@ pub struct Effects {
     /// Native value those calls carried out of the account (wei).
     #[serde(serialize_with = "ser::decimal")]
     pub native_out: U256,
-    /// ERC-20 `Transfer` events from the account.
+    /// ERC-20 `Transfer` events from the account during execution.
     pub transfers: Vec<TokenMove>,
-    /// ERC-20 `Approval` events by the account.
+    /// ERC-20 `Approval` events by the account during execution.
     pub approvals: Vec<TokenMove>,
 }
 

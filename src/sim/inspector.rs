@@ -1,5 +1,7 @@
 //! The inspector that watches one `handleOps`: the account's validation answer and, during
-//! execution, every call its own frames make and every token it lets go.
+//! execution, every call its own frames make and every token it lets go (token events outside the
+//! execution phase — a token paymaster's charge in validation or postOp — are gas payment, not
+//! effects).
 //!
 //! A frame is the account's own when it runs in the account's context: the EntryPoint's call into
 //! the account, and every delegatecall below it (a proxy's implementation, a Kernel executor, a
@@ -162,6 +164,11 @@ impl<CTX: ContextTr> Inspector<CTX> for EffectsInspector {
     }
 
     fn log(&mut self, _context: &mut CTX, log: Log) {
+        // Only what the op's execution does: a token paymaster's charge in validation or postOp
+        // pays for gas and is not one of the op's effects.
+        if self.phase != Phase::Execution {
+            return;
+        }
         let topics = log.data.topics();
         if topics.len() != 3 || log.data.data.len() != 32 || topics[1] != self.sender.into_word() {
             return;

@@ -194,6 +194,8 @@ pub struct DecisionMetrics {
     store_errors: IntCounterVec,
     store_fallbacks: IntCounterVec,
     reservations: IntCounterVec,
+    simulations: IntCounterVec,
+    simulation_fallbacks: IntCounterVec,
 }
 
 impl std::fmt::Debug for DecisionMetrics {
@@ -209,6 +211,8 @@ pub enum Stage {
     Decode,
     /// Evaluating policies.
     Policy,
+    /// Simulating the op against the chain's node.
+    Sim,
     /// The store's reservation round trip.
     Store,
     /// Relaying to the upstream.
@@ -221,6 +225,7 @@ impl Stage {
         match self {
             Self::Decode => "decode",
             Self::Policy => "policy",
+            Self::Sim => "simulation",
             Self::Store => "store",
             Self::Upstream => "upstream",
         }
@@ -259,6 +264,17 @@ impl DecisionMetrics {
     /// `not_yet_available`, `revoked`, `committed`, `refunded`).
     pub fn reservation(&self, chain: &str, result: &str) {
         self.reservations.with_label_values(&[chain, result]).inc();
+    }
+
+    /// Counts a simulation by outcome (`ok`, `validation_failed`, `reverted`, `timeout`, `error`).
+    pub fn simulation(&self, chain: &str, outcome: &str) {
+        self.simulations.with_label_values(&[chain, outcome]).inc();
+    }
+
+    /// Counts a send decided by `on_sim_error` because the simulation could not answer
+    /// (`action`: `allowed` or `rejected`).
+    pub fn simulation_fallback(&self, chain: &str, action: &str) {
+        self.simulation_fallbacks.with_label_values(&[chain, action]).inc();
     }
 }
 
@@ -418,6 +434,28 @@ impl Metrics {
                         "Usage reservation steps, by result (charged, exceeded, committed, refunded, ...)",
                     ),
                     &["chain", "result"],
+                )
+                .expect("valid"),
+            ),
+            simulations: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "simulations_total",
+                        "Simulations, by outcome (ok, validation_failed, reverted, timeout, error)",
+                    ),
+                    &["chain", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            simulation_fallbacks: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "simulation_fallbacks_total",
+                        "Sends decided by on_sim_error because the simulation could not answer, by action",
+                    ),
+                    &["chain", "action"],
                 )
                 .expect("valid"),
             ),

@@ -177,3 +177,411 @@ async fn a_simple_account_op_runs_through_the_real_entry_point_with_its_effects(
     assert_eq!(v.code.as_deref(), Some("AA24"));
     assert!(run.simulation.execution.is_none() && run.simulation.effects == Default::default());
 }
+
+// ---- Through opgate, in front of Alto, with simulation on -------------------------------------
+
+sol! {
+    function upgradeToAndCall(address newImplementation, bytes data);
+    function accountImplementation() returns (address);
+    function sweep(address to, uint256 value, address restore);
+    function pull(address token, address to, uint256 value);
+    function fail();
+    function mint(address to, uint256 value);
+    function approve(address spender, uint256 value);
+}
+
+/// The project's test contracts, compiled now with the solc npm package and deployed from anvil's
+/// account #0.
+struct Contracts {
+    forwarder: Address,
+    token: Address,
+}
+
+impl Contracts {
+    async fn deploy(node: &str) -> Self {
+        let out = tokio::task::spawn_blocking(|| {
+            std::process::Command::new("node")
+                .arg(crate::devnet::repo().join("devnet/compile.mjs"))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "solc: {}", String::from_utf8_lossy(&out.stderr));
+        let compiled: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut deployed = Vec::new();
+        for name in ["Forwarder", "TestToken"] {
+            let code = compiled[name]["bytecode"].as_str().unwrap().to_string();
+            let tx = rpc(node, "eth_sendTransaction", json!([{ "from": FUNDER, "data": code }])).await;
+            let receipt = tx_receipt(node, &tx).await;
+            assert_eq!(receipt["status"], "0x1", "{name}: {receipt}");
+            deployed.push(receipt["contractAddress"].as_str().unwrap().parse::<Address>().unwrap());
+        }
+        Self {
+            forwarder: deployed[0],
+            token: deployed[1],
+        }
+    }
+
+    /// Sends a transaction from `from` (impersonated: an account not deployed yet) to `to`.
+    async fn send_as(node: &str, from: Address, to: Address, data: Vec<u8>) {
+        rpc(node, "anvil_impersonateAccount", json!([from])).await;
+        let tx = rpc(
+            node,
+            "eth_sendTransaction",
+            json!([{ "from": from, "to": to, "data": Bytes::from(data) }]),
+        )
+        .await;
+        rpc(node, "anvil_stopImpersonatingAccount", json!([from])).await;
+        let receipt = tx_receipt(node, &tx).await;
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+        if from != FUNDER {
+            // A counterfactual account keeps nonce 0, or its CREATE2 deployment would collide.
+            rpc(node, "anvil_setNonce", json!([from, "0x0"])).await;
+        }
+    }
+}
+
+/// The receipt of transaction `tx` (anvil mines at once, but may answer before it did; at most 10 s).
+async fn tx_receipt(node: &str, tx: &Value) -> Value {
+    for _ in 0..100 {
+        let r = rpc(node, "eth_getTransactionReceipt", json!([tx])).await;
+        if !r.is_null() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{tx} was not mined within 10 s");
+}
+
+/// anvil's account #0 (deploys, funds).
+const FUNDER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+const DEAD: Address = address!("000000000000000000000000000000000000dEaD");
+
+/// opgate in front of the devnet's Alto with simulation against its anvil, and `policies`.
+async fn opgate_simulating(devnet: &Devnet, reject_reverting: bool, policies: &str) -> Opgate {
+    Opgate::start_toml(&format!(
+        "[[chains]]\nid = 31337\nupstreams = [\"{}\"]\nnode = \"{}\"\n\
+         [chains.simulation]\ntimeout = \"10s\"\nreject_reverting = {reject_reverting}\n{policies}",
+        devnet.get("BUNDLER_URL"),
+        devnet.get("ANVIL_URL"),
+    ))
+    .await
+}
+
+fn send_params(rpc_op: &Value) -> String {
+    json!([rpc_op, EP07]).to_string()
+}
+
+/// Polls the receipt of `hash` through opgate (at most 60 s).
+async fn mined(url: &str, hash: &str) -> Value {
+    for _ in 0..120 {
+        let v = call(url, "eth_getUserOperationReceipt", &json!([hash]).to_string()).await;
+        if !v["result"].is_null() && v.get("error").is_none() {
+            return v["result"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{hash} was not mined within 60 s");
+}
+
+fn upstream_sends(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("opgate_upstream_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
+    let devnet = Devnet::up().await;
+    let node = devnet.get("ANVIL_URL").to_string();
+    let c = Contracts::deploy(&node).await;
+    let opgate = opgate_simulating(
+        &devnet,
+        false,
+        &format!(
+            "[[policies]]\nname = \"outflow\"\n\
+             [[policies.transfers]]\ntoken = \"native\"\nlimit = {{ amount = \"100\" }}\n\
+             [[policies.transfers]]\ntoken = \"{}\"\nlimit = {{ amount = \"100\" }}\n",
+            c.token
+        ),
+    )
+    .await;
+    let url = opgate.url("/31337");
+
+    // The call data calls the account itself with no value; through upgradeToAndCall the
+    // forwarder's code sends 1000 wei of the account's ether onward.
+    let account = Account::funded(&node, 0x31).await;
+    let implementation = rpc(
+        &node,
+        "eth_call",
+        json!([{ "to": FACTORY07, "data": Bytes::from(accountImplementationCall {}.abi_encode()) }, "latest"]),
+    )
+    .await;
+    let implementation = Address::from_word(implementation.as_str().unwrap().parse().unwrap());
+    let sweep = sweepCall {
+        to: DEAD,
+        value: U256::from(1000),
+        restore: implementation,
+    }
+    .abi_encode();
+    let data = upgradeToAndCallCall {
+        newImplementation: c.forwarder,
+        data: sweep.into(),
+    }
+    .abi_encode();
+    let (_, op) = account
+        .op(&node, true, account.sender, U256::ZERO, data.into(), None)
+        .await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&op)).await;
+    let sim = &v["result"]["simulation"];
+    assert_eq!(sim["effects"]["nativeOut"], "1000", "{v}");
+    assert_eq!(sim["execution"]["success"], true, "{v}");
+    assert_eq!(v["result"]["decision"], "reject", "{v}");
+    // A call rule that allows only the call data's call refuses the call the simulation found.
+    let calls_only_self = opgate_simulating(
+        &devnet,
+        false,
+        &format!(
+            "[[policies]]\nname = \"only-self\"\n[[policies.calls]]\ntarget = \"{}\"\n",
+            account.sender
+        ),
+    )
+    .await;
+    let v = call(
+        &calls_only_self.url("/31337"),
+        "opgate_explainUserOperation",
+        &send_params(&op),
+    )
+    .await;
+    let rejection = &v["result"]["rejection"];
+    assert_eq!(rejection["reason"], "CallPolicyViolated", "{v}");
+    assert!(
+        rejection["detail"].as_str().unwrap().starts_with("effects.calls[1]: "),
+        "{v}"
+    );
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    assert_eq!(v["error"]["code"], -32504, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
+    assert_eq!(v["error"]["data"]["rule"], "transfers[0].limit", "{v}");
+    assert!(
+        v["error"]["data"]["detail"].as_str().unwrap().contains("needs 1000"),
+        "{v}"
+    );
+
+    // The call data calls the forwarder, which pulls 500 tokens from the account.
+    let account = Account::funded(&node, 0x32).await;
+    Contracts::send_as(
+        &node,
+        FUNDER,
+        c.token,
+        mintCall {
+            to: account.sender,
+            value: U256::from(1000),
+        }
+        .abi_encode(),
+    )
+    .await;
+    Contracts::send_as(
+        &node,
+        account.sender,
+        c.token,
+        approveCall {
+            spender: c.forwarder,
+            value: U256::MAX,
+        }
+        .abi_encode(),
+    )
+    .await;
+    let data = pullCall {
+        token: c.token,
+        to: DEAD,
+        value: U256::from(500),
+    }
+    .abi_encode();
+    let (_, op) = account
+        .op(&node, true, c.forwarder, U256::ZERO, data.into(), None)
+        .await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&op)).await;
+    let transfers = &v["result"]["simulation"]["effects"]["transfers"];
+    assert_eq!(transfers[0]["amount"], "500", "{v}");
+    assert_eq!(
+        transfers[0]["token"].as_str().unwrap(),
+        format!("{:#x}", c.token),
+        "{v}"
+    );
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
+    assert_eq!(v["error"]["data"]["rule"], "transfers[1].limit", "{v}");
+    assert!(
+        v["error"]["data"]["detail"].as_str().unwrap().contains("needs 500"),
+        "{v}"
+    );
+
+    // Neither reached the bundler.
+    let m = opgate.metrics().await;
+    assert_eq!(upstream_sends(&m), 0.0, "{m}");
+    assert_eq!(
+        sample(&m, r#"opgate_simulations_total{chain="31337",outcome="ok"}"#),
+        Some(4.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reverting_op_is_refused_with_reject_reverting_and_relayed_without() {
+    let devnet = Devnet::up().await;
+    let node = devnet.get("ANVIL_URL").to_string();
+    let c = Contracts::deploy(&node).await;
+    let strict = opgate_simulating(&devnet, true, "").await;
+    let lenient = opgate_simulating(&devnet, false, "").await;
+    let account = Account::funded(&node, 0x41).await;
+    let (_, op) = account
+        .op(
+            &node,
+            true,
+            c.forwarder,
+            U256::ZERO,
+            failCall {}.abi_encode().into(),
+            None,
+        )
+        .await;
+
+    let v = call(&strict.url("/31337"), "eth_sendUserOperation", &send_params(&op)).await;
+    assert_eq!(v["error"]["code"], -32521, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "SimulationReverted", "{v}");
+    assert_eq!(v["error"]["data"]["policy"], "simulation", "{v}");
+    assert!(
+        v["error"]["data"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Forwarder: refused"),
+        "{v}"
+    );
+    assert_eq!(upstream_sends(&strict.metrics().await), 0.0);
+
+    let url = lenient.url("/31337");
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    let hash = v["result"].as_str().unwrap_or_else(|| panic!("relayed: {v}"));
+    let receipt = mined(&url, hash).await;
+    assert_eq!(receipt["success"], false, "{receipt}");
+    let m = lenient.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_simulations_total{chain="31337",outcome="reverted"}"#),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_is_refused_before_the_bundler_and_a_good_op_is_mined() {
+    let devnet = Devnet::up().await;
+    let node = devnet.get("ANVIL_URL").to_string();
+    let opgate = opgate_simulating(&devnet, true, "").await;
+    let url = opgate.url("/31337");
+    let account = Account::funded(&node, 0x51).await;
+
+    let stranger = SigningKey::from_slice(&[0x52; 32]).unwrap();
+    let (_, bad) = account
+        .op(&node, true, DEAD, U256::from(7), Bytes::new(), Some(&stranger))
+        .await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&bad)).await;
+    assert_eq!(v["error"]["code"], -32500, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "ValidationFailed", "{v}");
+    assert_eq!(v["error"]["data"]["rule"], "AA24", "{v}");
+    assert!(
+        v["error"]["data"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AA24 signature error"),
+        "{v}"
+    );
+    assert_eq!(upstream_sends(&opgate.metrics().await), 0.0, "Alto never saw it");
+
+    let (_, good) = account
+        .op(&node, true, DEAD, U256::from(12345), Bytes::new(), None)
+        .await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&good)).await;
+    let sim = &v["result"]["simulation"];
+    assert_eq!(sim["validation"]["ok"], true, "{v}");
+    assert_eq!(sim["effects"]["calls"][0]["value"], "12345", "{v}");
+    assert!(sim["actualCost"].as_str().unwrap().parse::<u128>().unwrap() > 0, "{v}");
+    let v = call(&url, "eth_sendUserOperation", &send_params(&good)).await;
+    let hash = v["result"].as_str().unwrap_or_else(|| panic!("relayed: {v}"));
+    let receipt = mined(&url, hash).await;
+    assert_eq!(receipt["success"], true, "{receipt}");
+    let m = opgate.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"opgate_simulations_total{chain="31337",outcome="validation_failed"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            r#"opgate_stage_duration_seconds_count{chain="31337",stage="simulation"}"#
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_node_follows_on_sim_error() {
+    let upstream = FakeBundler::answering(r#""0x01""#).await;
+    let node = closed_port_url().await;
+    let v = vector("ep08-simple-account-batch");
+    let params = json!([v["userOperation"], v["entryPoint"]["address"]]).to_string();
+    let toml = |on_sim_error: &str| {
+        format!(
+            "[[chains]]\nid = 1\nupstreams = [\"{}\"]\nnode = \"{node}\"\n\
+             [chains.simulation]\non_sim_error = \"{on_sim_error}\"\n",
+            upstream.url()
+        )
+    };
+
+    let strict = Opgate::start_toml(&toml("reject")).await;
+    let r = call(&strict.url("/1"), "eth_sendUserOperation", &params).await;
+    assert_eq!(r["error"]["code"], -32053, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "SimulationUnavailable", "{r}");
+    assert_eq!(r["error"]["data"]["retryable"], true, "{r}");
+    assert!(upstream.received().is_empty(), "nothing was relayed");
+    let m = strict.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_simulation_fallbacks_total{action="rejected",chain="1"}"#),
+        Some(1.0),
+        "{m}"
+    );
+
+    let lenient = Opgate::start_toml(&toml("allow")).await;
+    let r = call(&lenient.url("/1"), "eth_sendUserOperation", &params).await;
+    assert_eq!(r["result"], "0x01", "{r}");
+    let m = lenient.metrics().await;
+    assert_eq!(
+        sample(&m, r#"opgate_simulations_total{chain="1",outcome="error"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"opgate_simulation_fallbacks_total{action="allowed",chain="1"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let r = call(&lenient.url("/1"), "opgate_explainUserOperation", &params).await;
+    assert!(
+        r["result"]["simulation"]["error"].as_str().unwrap().starts_with("node"),
+        "{r}"
+    );
+
+    // Without a node there is no simulation.
+    let plain = Opgate::in_front_of(&[upstream.url()]).await;
+    let r = call(&plain.url("/1"), "opgate_explainUserOperation", &params).await;
+    assert!(r["result"]["simulation"].is_null(), "{r}");
+    assert_eq!(r["result"]["decision"], "accept", "{r}");
+}
