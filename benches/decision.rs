@@ -1190,7 +1190,7 @@ async fn breakdown(
             .map_err(|e| e.error.message().to_string())?;
         prepare.add(t0);
         let t = Instant::now();
-        let ev = p.evaluate(gate, &gate.policies());
+        let ev = p.evaluate(gate, &gate.policies(), None);
         evaluate.add(t);
         let permit = ev.into_permit().map_err(|r| format!("refused: {}", r.detail))?;
         let t = Instant::now();
