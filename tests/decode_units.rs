@@ -6,7 +6,7 @@ use alloy_sol_types::{SolStruct, SolValue};
 use k256::ecdsa::SigningKey;
 use opgate::decode::{
     calls, decode_policy, detect_stub,
-    ecdsa::{recover, recover_eip191},
+    ecdsa::{eip191_hash, matching_scheme, recover, recover_eip191, recover_matching, recover_with, HashScheme},
     enable::{Enable, ENABLE_TYPEHASH},
     init, is_privileged,
     multichain::{decode_multichain_signature, DUMMY_ECDSA_SIG},
@@ -141,6 +141,36 @@ fn ecdsa_recovery_like_ecrecover() {
         recover(&hash, &sig[..64]),
         Err(DecodeError::BadSize { len: 64, .. })
     ));
+}
+
+#[test]
+fn recover_matching_picks_the_scheme_like_matching_scheme() {
+    let key = key();
+    let owner = Address::from_private_key(&key);
+    let other = Address::repeat_byte(3);
+    let hash = keccak256("enable digest");
+    let raw = sign(&key, &hash);
+    let eip191 = sign(&key, &eip191_hash(&hash));
+    let mut bad_v = raw;
+    bad_v[64] = 1;
+    for sig in [&raw[..], &eip191[..], &bad_v[..], &raw[..64]] {
+        for expected in [None, Some(owner), Some(other)] {
+            for default in [HashScheme::Raw, HashScheme::Eip191] {
+                // What the decoders did before: pick the scheme, then recover again with it.
+                let scheme = expected.and_then(|e| matching_scheme(&hash, sig, e)).unwrap_or(default);
+                let want = recover_with(scheme, &hash, sig).map(|a| (a, scheme));
+                assert_eq!(recover_matching(&hash, sig, expected, default), want);
+            }
+        }
+    }
+    assert_eq!(
+        recover_matching(&hash, &eip191, Some(owner), HashScheme::Raw),
+        Ok((owner, HashScheme::Eip191))
+    );
+    assert_eq!(
+        recover_matching(&hash, &raw, Some(other), HashScheme::Raw),
+        Ok((owner, HashScheme::Raw))
+    );
 }
 
 #[test]
