@@ -3,7 +3,6 @@
 
 use alloy_primitives::{hex, keccak256, Address, Bytes, FixedBytes, B256, U256};
 use alloy_sol_types::{SolStruct, SolValue};
-use k256::ecdsa::SigningKey;
 use opgate::decode::{
     calls, decode_policy, detect_stub,
     ecdsa::{eip191_hash, matching_scheme, recover, recover_eip191, recover_matching, recover_with, HashScheme},
@@ -15,6 +14,8 @@ use opgate::decode::{
     signature::REPLAYABLE_MAGIC,
     Call, CallKind, DecodeError, KernelVersion, MultiChainSignature, PolicyParams, SignerKind, StubKind,
 };
+
+use crate::fixtures::{key, sign};
 
 fn selector(sig: &str) -> [u8; 4] {
     keccak256(sig)[..4].try_into().unwrap()
@@ -95,18 +96,6 @@ fn kernel_versions() {
     assert_eq!(KernelVersion::V3_3.digest_nonce(1, 1), 2);
     assert_eq!(KernelVersion::V3_3.digest_nonce(1, 0), 1);
     assert_eq!(KernelVersion::V3_2.digest_nonce(1, 1), 1);
-}
-
-fn key() -> SigningKey {
-    SigningKey::from_slice(&[7u8; 32]).unwrap()
-}
-
-fn sign(key: &SigningKey, hash: &B256) -> [u8; 65] {
-    let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice()).unwrap();
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&sig.to_bytes());
-    out[64] = 27 + recid.to_byte();
-    out
 }
 
 #[test]
