@@ -7,6 +7,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets --locked -- -D warnings
@@ -19,7 +20,7 @@ read -r passed failed < <(awk '/^test result:/ {
   for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
 } END { print p + 0, f + 0 }' "$log")
 
-step "fuzz every decoder (bounded: FUZZ_SECONDS per target)"
+step "fuzz every decoder (bounded: FUZZ_RUNS executions per target)"
 scripts/fuzz.sh
 
 echo

@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = decode_calls(data) {
         // Every decoded call's data lies inside the input: decoding never invents bytes.
         let total: usize = decoded.calls.iter().map(|c| c.data.len()).sum();
-        assert!(total <= data.len().saturating_mul(2), "decoded more data than the cap allows");
+        assert!(
+            total <= data.len().saturating_mul(2),
+            "decoded more data than the cap allows"
+        );
     }
     let _ = decode_nonce_bytes(data);
 });

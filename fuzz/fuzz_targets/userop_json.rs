@@ -6,9 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use opgate::userop::{
-    parse_user_operation, parse_user_operation_str, EntryPointVersion, UserOperationV07,
-};
+use opgate::userop::{parse_user_operation, parse_user_operation_str, EntryPointVersion, UserOperationV07};
 use serde_json::value::RawValue;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,8 +28,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, op, "re-encoding changed the op");
 
         if let Some(packed_form) = op.as_packed_form() {
-            let unpacked =
-                UserOperationV07::from_packed(&packed_form.to_packed()).expect("packed op unpacks");
+            let unpacked = UserOperationV07::from_packed(&packed_form.to_packed()).expect("packed op unpacks");
             assert_eq!(
                 unpacked.hash_v07(entry_point, 1),
                 packed_form.hash_v07(entry_point, 1),

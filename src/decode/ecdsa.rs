@@ -74,3 +74,30 @@ pub fn matching_scheme(hash: &B256, sig: &[u8], expected: Address) -> Option<Has
         .into_iter()
         .find(|scheme| recover_with(*scheme, hash, sig).is_ok_and(|a| a == expected))
 }
+
+/// The signer of `sig` over `hash` and the scheme it was recovered with: the first scheme that
+/// recovers `expected` (as [`matching_scheme`] picks it), else `default`. Each scheme is recovered
+/// at most once — a recovery is most of the cost of decoding an enable-mode op.
+pub fn recover_matching(
+    hash: &B256,
+    sig: &[u8],
+    expected: Option<Address>,
+    default: HashScheme,
+) -> Result<(Address, HashScheme), DecodeError> {
+    let Some(expected) = expected else {
+        return Ok((recover_with(default, hash, sig)?, default));
+    };
+    let raw = recover(hash, sig);
+    if raw == Ok(expected) {
+        return Ok((expected, HashScheme::Raw));
+    }
+    let eip191 = recover_eip191(hash, sig);
+    if eip191 == Ok(expected) {
+        return Ok((expected, HashScheme::Eip191));
+    }
+    let fallback = match default {
+        HashScheme::Raw => raw,
+        HashScheme::Eip191 => eip191,
+    };
+    Ok((fallback?, default))
+}

@@ -14,7 +14,7 @@ use alloy_primitives::{Address, FixedBytes, B256, U256};
 use serde::{Serialize, Serializer};
 
 use super::calls::{decode_calls, DecodedCalls, ExecCallType};
-use super::ecdsa::{matching_scheme, recover_with, HashScheme};
+use super::ecdsa::{recover_matching, HashScheme};
 use super::enable::{
     decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData, EnableDomain,
     KernelVersion, SelectorData,
@@ -359,9 +359,5 @@ fn permission_root_approver(
         return Ok(None);
     };
     let split = decode_inner_permission_signature(sig)?;
-    let signer = &split.signer_signature;
-    let scheme = owner
-        .and_then(|o| matching_scheme(&digest, signer, o))
-        .unwrap_or(HashScheme::Raw);
-    Ok(Some((recover_with(scheme, &digest, signer)?, scheme)))
+    recover_matching(&digest, &split.signer_signature, owner, HashScheme::Raw).map(Some)
 }

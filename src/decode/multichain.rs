@@ -13,7 +13,7 @@ use alloy_primitives::{address, hex, keccak256, Address, Bytes, B256};
 use serde::Serialize;
 
 use super::abi::{Abi, Arith};
-use super::ecdsa::{matching_scheme, recover_with, HashScheme};
+use super::ecdsa::{recover_matching, HashScheme};
 use super::DecodeError;
 
 /// The multi-chain ECDSA validator.
@@ -129,8 +129,5 @@ pub fn approver(
         } => (*merkle_root, signature, HashScheme::Eip191),
         MultiChainSignature::Dummy { .. } => return Ok(None),
     };
-    let scheme = expected
-        .and_then(|e| matching_scheme(&signed, signature, e))
-        .unwrap_or(default);
-    Ok(Some((recover_with(scheme, &signed, signature)?, scheme)))
+    recover_matching(&signed, signature, expected, default).map(Some)
 }

@@ -3,22 +3,7 @@
 
 use std::process::Command;
 
-fn vectors() -> Vec<serde_json::Value> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.ends_with(".json") && name != "index.json" {
-            out.push(serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
-        }
-    }
-    out
-}
-
-fn lower(v: &serde_json::Value) -> String {
-    v.as_str().unwrap_or_default().to_lowercase()
-}
+use crate::fixtures::{lower, vectors};
 
 #[test]
 fn decode_prints_what_every_vector_records() {
@@ -27,7 +12,7 @@ fn decode_prints_what_every_vector_records() {
     let dir = std::env::temp_dir().join(format!("opgate-decode-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut kernel_ops = 0;
-    for v in &vectors {
+    for (_, v) in &vectors {
         let name = v["name"].as_str().unwrap();
         let file = dir.join(format!("{name}.json"));
         std::fs::write(&file, v["rpcRequest"].as_str().unwrap()).unwrap();

@@ -1,15 +1,25 @@
-//! opgate's integration tests: one binary, a module per area, real servers on 127.0.0.1.
+//! opgate's integration tests: one binary, a module per area. Servers run for real on 127.0.0.1;
+//! decoders run against the recorded vectors in `tests/data/vectors`.
 #![allow(unreachable_pub)]
 
+mod fixtures;
 mod support;
 
 mod admin;
 mod binary;
 mod config_file;
 mod dashboards;
+mod decode_adversarial;
+mod decode_adversarial_sigs;
 mod decode_cli;
+mod decode_kernel_ops;
+mod decode_props;
+mod decode_units;
+mod decode_vectors;
 mod devnet;
 mod policy;
 mod policy_vectors;
 mod proxy;
 mod sim;
+mod userop_proptest;
+mod userop_vectors;

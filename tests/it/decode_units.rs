@@ -3,10 +3,9 @@
 
 use alloy_primitives::{hex, keccak256, Address, Bytes, FixedBytes, B256, U256};
 use alloy_sol_types::{SolStruct, SolValue};
-use k256::ecdsa::SigningKey;
 use opgate::decode::{
     calls, decode_policy, detect_stub,
-    ecdsa::{recover, recover_eip191},
+    ecdsa::{eip191_hash, matching_scheme, recover, recover_eip191, recover_matching, recover_with, HashScheme},
     enable::{Enable, ENABLE_TYPEHASH},
     init, is_privileged,
     multichain::{decode_multichain_signature, DUMMY_ECDSA_SIG},
@@ -15,6 +14,8 @@ use opgate::decode::{
     signature::REPLAYABLE_MAGIC,
     Call, CallKind, DecodeError, KernelVersion, MultiChainSignature, PolicyParams, SignerKind, StubKind,
 };
+
+use crate::fixtures::{key, sign};
 
 fn selector(sig: &str) -> [u8; 4] {
     keccak256(sig)[..4].try_into().unwrap()
@@ -97,18 +98,6 @@ fn kernel_versions() {
     assert_eq!(KernelVersion::V3_2.digest_nonce(1, 1), 1);
 }
 
-fn key() -> SigningKey {
-    SigningKey::from_slice(&[7u8; 32]).unwrap()
-}
-
-fn sign(key: &SigningKey, hash: &B256) -> [u8; 65] {
-    let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice()).unwrap();
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&sig.to_bytes());
-    out[64] = 27 + recid.to_byte();
-    out
-}
-
 #[test]
 fn ecdsa_recovery_like_ecrecover() {
     let key = key();
@@ -141,6 +130,36 @@ fn ecdsa_recovery_like_ecrecover() {
         recover(&hash, &sig[..64]),
         Err(DecodeError::BadSize { len: 64, .. })
     ));
+}
+
+#[test]
+fn recover_matching_picks_the_scheme_like_matching_scheme() {
+    let key = key();
+    let owner = Address::from_private_key(&key);
+    let other = Address::repeat_byte(3);
+    let hash = keccak256("enable digest");
+    let raw = sign(&key, &hash);
+    let eip191 = sign(&key, &eip191_hash(&hash));
+    let mut bad_v = raw;
+    bad_v[64] = 1;
+    for sig in [&raw[..], &eip191[..], &bad_v[..], &raw[..64]] {
+        for expected in [None, Some(owner), Some(other)] {
+            for default in [HashScheme::Raw, HashScheme::Eip191] {
+                // What the decoders did before: pick the scheme, then recover again with it.
+                let scheme = expected.and_then(|e| matching_scheme(&hash, sig, e)).unwrap_or(default);
+                let want = recover_with(scheme, &hash, sig).map(|a| (a, scheme));
+                assert_eq!(recover_matching(&hash, sig, expected, default), want);
+            }
+        }
+    }
+    assert_eq!(
+        recover_matching(&hash, &eip191, Some(owner), HashScheme::Raw),
+        Ok((owner, HashScheme::Eip191))
+    );
+    assert_eq!(
+        recover_matching(&hash, &raw, Some(other), HashScheme::Raw),
+        Ok((owner, HashScheme::Raw))
+    );
 }
 
 #[test]

@@ -8,17 +8,7 @@ use opgate::decode::{
     decode_selector_data, signature::REPLAYABLE_MAGIC, DecodeError,
 };
 
-fn w(n: u64) -> [u8; 32] {
-    U256::from(n).to_be_bytes()
-}
-
-fn neg(n: u64) -> [u8; 32] {
-    (U256::ZERO - U256::from(n)).to_be_bytes()
-}
-
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
-}
+use crate::fixtures::{cat, neg, w};
 
 fn seg(idx: u8, data: &[u8]) -> Vec<u8> {
     cat(&[&[idx], &(data.len() as u64).to_be_bytes(), data])

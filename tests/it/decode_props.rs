@@ -16,6 +16,8 @@ use opgate::decode::{
 };
 use proptest::prelude::*;
 
+use crate::fixtures::sign;
+
 sol! {
     #[derive(Debug)]
     struct ParamRuleV1 { uint8 condition; uint64 offset; bytes32 param; }
@@ -133,13 +135,6 @@ fn merkle(leaves: &[B256]) -> (B256, Vec<Vec<B256>>) {
         level = next;
     }
     (level[0].0, proofs)
-}
-
-fn sign(key: &SigningKey, hash: &B256) -> Vec<u8> {
-    let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice()).expect("sign");
-    let mut out = sig.to_bytes().to_vec();
-    out.push(27 + recid.to_byte());
-    out
 }
 
 proptest! {

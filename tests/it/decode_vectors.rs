@@ -1,75 +1,15 @@
 //! Decodes every recorded UserOperation in `tests/data/vectors` and checks it against what the
 //! vector records (produced by the real ZeroDev SDK and accepted or judged by a real Kernel).
 
-use std::path::PathBuf;
-
-use alloy_primitives::{hex, Address, Bytes, FixedBytes, U256};
+use alloy_primitives::{Bytes, FixedBytes, U256};
 use opgate::decode::{
-    decode_kernel_with, decode_multichain_signature, decode_permission_signature, decode_policy, enable::KernelVersion,
-    verify_enable, CallKind, DecodeOptions, ExecCallType, KernelDecoded, MultiChainSignature, Policy, PolicyParams,
-    ValidationMode, ValidationType,
+    decode_multichain_signature, decode_permission_signature, decode_policy, enable::KernelVersion, verify_enable,
+    CallKind, DecodeOptions, ExecCallType, KernelDecoded, MultiChainSignature, Policy, PolicyParams, ValidationMode,
+    ValidationType,
 };
 use serde_json::Value;
 
-fn vectors() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .expect("vector dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("index.json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("read vector");
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                serde_json::from_str(&text).expect("json"),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing"))
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_str().map(|s| hex::decode(s).expect("hex")).unwrap_or_default()
-}
-
-fn addr(v: &Value) -> Address {
-    v.as_str().expect("address string").parse().expect("address")
-}
-
-fn u256(v: &Value) -> U256 {
-    match v {
-        Value::String(s) => s.parse().expect("number"),
-        Value::Number(n) => U256::from(n.as_u64().expect("u64")),
-        _ => panic!("not a number: {v}"),
-    }
-}
-
-fn init_code(op: &Value) -> Vec<u8> {
-    if let Some(ic) = op.get("initCode") {
-        return bytes(ic);
-    }
-    match op.get("factory").and_then(Value::as_str) {
-        Some(f) => [hex::decode(f).unwrap(), bytes(&op["factoryData"])].concat(),
-        None => Vec::new(),
-    }
-}
-
-fn decode(v: &Value, opts: &DecodeOptions) -> KernelDecoded {
-    let op = &v["userOperation"];
-    decode_kernel_with(
-        addr(&op["sender"]),
-        s(op, "nonce").parse().expect("nonce"),
-        &bytes(&op["callData"]),
-        &bytes(&op["signature"]),
-        &init_code(op),
-        opts,
-    )
-}
+use crate::fixtures::{addr, bytes, init_code, s, u256, vectors, OpParts};
 
 fn check_nonce(name: &str, d: &KernelDecoded, kn: &Value) {
     let n = d.nonce.as_ref().unwrap_or_else(|| panic!("{name}: nonce"));
@@ -245,7 +185,7 @@ fn every_vector_decodes_as_recorded() {
             kernel_version: if deploys { None } else { known_version },
             ..Default::default()
         };
-        let d = decode(v, &opts);
+        let d = OpParts::of(v).decode(&opts);
         assert!(d.errors.is_empty(), "{name}: errors {:?}", d.errors);
         assert_eq!(d.stub, None, "{name}: not a stub");
         check_calls(name, &d, v);
@@ -343,7 +283,7 @@ fn every_vector_decodes_as_recorded() {
                     root_owner: Some(owner),
                     ..Default::default()
                 };
-                let again = decode(v, &opts);
+                let again = OpParts::of(v).decode(&opts);
                 let e = again.enable.as_ref().expect("enable");
                 assert_eq!(e.kernel_version, known_version, "{name}: inferred release");
                 assert_eq!((e.approver, e.approved), (Some(owner), Some(true)), "{name}: approved");

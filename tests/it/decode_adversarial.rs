@@ -5,17 +5,7 @@
 use alloy_primitives::{Address, Bytes, FixedBytes, U256};
 use opgate::decode::{calls::RevertReason, decode_calls, CallDataFormat, DecodeError, ExecCallType};
 
-fn w(n: u64) -> [u8; 32] {
-    U256::from(n).to_be_bytes()
-}
-
-fn neg(n: u64) -> [u8; 32] {
-    (U256::ZERO - U256::from(n)).to_be_bytes()
-}
-
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
-}
+use crate::fixtures::{cat, neg, w};
 
 const EXECUTE: [u8; 4] = [0xe9, 0xae, 0x5c, 0x53];
 

@@ -2,54 +2,24 @@
 //! and enable approvals it must infer (release, owner) or refuse to claim (Merkle form without
 //! the digest).
 
-use std::path::PathBuf;
-
-use alloy_primitives::{hex, Address, Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolValue;
-use k256::ecdsa::SigningKey;
 use opgate::decode::{decode_kernel_with, signature::REPLAYABLE_MAGIC, DecodeError, DecodeOptions, KernelVersion};
 
-fn key() -> SigningKey {
-    SigningKey::from_slice(&[7u8; 32]).unwrap()
-}
-
-fn sign(key: &SigningKey, hash: &B256) -> [u8; 65] {
-    let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice()).unwrap();
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&sig.to_bytes());
-    out[64] = 27 + recid.to_byte();
-    out
-}
-
-fn vector(name: &str) -> serde_json::Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/vectors")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn hexb(v: &serde_json::Value) -> Vec<u8> {
-    hex::decode(v.as_str().unwrap_or("0x")).unwrap()
-}
+use crate::fixtures::{addr, key, sign, vector, OpParts};
 
 #[test]
 fn json_spellings() {
-    let v = vector("call-equal-enable-k031.json");
-    let op = &v["userOperation"];
+    let v = vector("call-equal-enable-k031");
     let opts = DecodeOptions {
         chain_id: Some(31337),
         kernel_version: Some(KernelVersion::V3_1),
-        root_owner: Some(v["rootValidator"]["owner"].as_str().unwrap().parse().unwrap()),
+        root_owner: Some(addr(&v["rootValidator"]["owner"])),
         ..Default::default()
     };
-    let d = decode_kernel_with(
-        op["sender"].as_str().unwrap().parse().unwrap(),
-        op["nonce"].as_str().unwrap().parse().unwrap(),
-        &hexb(&op["callData"]),
-        &hexb(&op["signature"]),
-        &[],
-        &opts,
-    );
+    let op = OpParts::of(&v);
+    assert!(op.init_code.is_empty());
+    let d = op.decode(&opts);
     let j = serde_json::to_value(&d).unwrap();
     assert_eq!(j["sender"], "0x49f0fadc8c183a2c18d7cd4515ebe0329ab0b839");
     assert_eq!(j["nonce"]["mode"], "enable");
@@ -113,16 +83,13 @@ fn json_spellings() {
 
 #[test]
 fn parts_fail_independently() {
-    let v = vector("sudo-regular-k031.json");
-    let op = &v["userOperation"];
-    let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
-    let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
+    let op = OpParts::of(&vector("sudo-regular-k031"));
     let opts = DecodeOptions::default();
     let d = decode_kernel_with(
-        sender,
-        nonce,
+        op.sender,
+        op.nonce,
         &[0xe9, 0xae, 0x5c, 0x53, 1],
-        &hexb(&op["signature"]),
+        &op.signature,
         &[1, 2],
         &opts,
     );
@@ -134,30 +101,23 @@ fn parts_fail_independently() {
     assert!(j["errors"][0]["message"].as_str().unwrap().contains("callData"));
 
     // A replayable prefix on a v3.1 account is read as signature bytes there: reported.
-    let sig = [REPLAYABLE_MAGIC.as_slice(), &hexb(&op["signature"])].concat();
+    let sig = [REPLAYABLE_MAGIC.as_slice(), &op.signature].concat();
     let opts = DecodeOptions {
         kernel_version: Some(KernelVersion::V3_1),
         ..Default::default()
     };
-    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &opts);
     assert_eq!(d.errors.iter().map(|e| e.part).collect::<Vec<_>>(), ["signature"]);
     let opts = DecodeOptions {
         kernel_version: Some(KernelVersion::V3_3),
         ..Default::default()
     };
-    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &opts);
     assert!(d.errors.is_empty() && d.replayable && d.permission_signature.unwrap().signer_signature.len() == 65);
 
     // An unknown validation type fails the nonce; the calls still decode.
     let bad_nonce = U256::from(3u8) << 240usize;
-    let d = decode_kernel_with(
-        sender,
-        bad_nonce,
-        &hexb(&op["callData"]),
-        &[],
-        &[],
-        &DecodeOptions::default(),
-    );
+    let d = decode_kernel_with(op.sender, bad_nonce, &op.call_data, &[], &[], &DecodeOptions::default());
     assert_eq!(d.errors[0].error, DecodeError::UnknownValidationType(3));
     assert!(d.calls.is_some());
 }
@@ -167,15 +127,12 @@ fn merkle_enable_through_decode_kernel() {
     // Re-sign a recorded enable op the way a multi-chain approval does: the Enable digests of
     // this account on three chains are leaves, the owner signs EIP-191(root) once, and this
     // chain's enableSig is `sig ‖ root ‖ abi.encode(proof)`.
-    let v = vector("sudo-enable-deploy-k031.json");
-    let op = &v["userOperation"];
-    let sender: Address = op["sender"].as_str().unwrap().parse().unwrap();
-    let nonce: U256 = op["nonce"].as_str().unwrap().parse().unwrap();
-    let e = opgate::decode::decode_enable_signature(&hexb(&op["signature"])).unwrap();
-    let vid = opgate::decode::decode_nonce(nonce).unwrap().validation_id.unwrap();
+    let op = OpParts::of(&vector("sudo-enable-deploy-k031"));
+    let e = opgate::decode::decode_enable_signature(&op.signature).unwrap();
+    let vid = opgate::decode::decode_nonce(op.nonce).unwrap().validation_id.unwrap();
     let digest = |chain_id| {
         let domain = opgate::decode::enable::EnableDomain {
-            account: sender,
+            account: op.sender,
             chain_id,
             version: KernelVersion::V3_1,
         };
@@ -201,7 +158,7 @@ fn merkle_enable_through_decode_kernel() {
         root_owner: Some(owner),
         ..Default::default()
     };
-    let d = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts);
+    let d = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &opts);
     let info = d.enable.unwrap();
     assert!(info.multichain);
     assert_eq!((info.merkle_root, info.merkle_proof_valid), (Some(root), Some(true)));
@@ -214,7 +171,7 @@ fn merkle_enable_through_decode_kernel() {
         root_owner: Some(owner),
         ..Default::default()
     };
-    let info = decode_kernel_with(sender, nonce, &hexb(&op["callData"]), &sig, &[], &opts)
+    let info = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &opts)
         .enable
         .unwrap();
     assert_eq!((info.merkle_proof_valid, info.approved), (Some(false), Some(false)));
@@ -224,25 +181,16 @@ fn merkle_enable_through_decode_kernel() {
 fn defaults_without_chain_id() {
     // The plain entry point knows release and owner from the initCode but not the chain id, so
     // it reports the enable data and root without an approver.
-    let v = vector("sudo-enable-deploy-k033.json");
-    let op = &v["userOperation"];
-    let init = [hexb(&op["factory"]), hexb(&op["factoryData"])].concat();
-    let d = opgate::decode::decode_kernel(
-        op["sender"].as_str().unwrap().parse().unwrap(),
-        op["nonce"].as_str().unwrap().parse().unwrap(),
-        &hexb(&op["callData"]),
-        &hexb(&op["signature"]),
-        &init,
-    );
+    let v = vector("sudo-enable-deploy-k033");
+    let op = OpParts::of(&v);
+    assert!(!op.init_code.is_empty());
+    let d = opgate::decode::decode_kernel(op.sender, op.nonce, &op.call_data, &op.signature, &op.init_code);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     let enable = d.enable.unwrap();
     assert_eq!(enable.kernel_version, Some(KernelVersion::V3_3));
     assert_eq!((enable.digest, enable.approver, enable.approved), (None, None, None));
     let root = enable.root_validator.unwrap();
-    assert_eq!(
-        root.owner,
-        Some(v["rootValidator"]["owner"].as_str().unwrap().parse().unwrap())
-    );
+    assert_eq!(root.owner, Some(addr(&v["rootValidator"]["owner"])));
 }
 
 #[test]

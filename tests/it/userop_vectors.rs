@@ -1,13 +1,12 @@
 //! Every recorded vector decodes and hashes to the userOpHash the SDK computed (and the bundler
 //! returned for accepted ops).
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use alloy_primitives::{Address, B256};
 use opgate::userop::{parse_user_operation, parse_user_operation_for, EntryPointVersion};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::fixtures::{read_vector, vector_files};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,30 +24,13 @@ struct EntryPoint {
     version: EntryPointVersion,
 }
 
-fn vector_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter(|p| p.file_name().is_some_and(|n| n != "index.json"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn load(path: &Path) -> Vector {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn every_vector_hashes_to_its_user_op_hash() {
     let files = vector_files();
     let mut checked = 0;
     let mut per_version = [0usize; 3];
     for path in &files {
-        let v = load(path);
+        let v: Vector = read_vector(path);
         let op = parse_user_operation(&v.user_operation, v.entry_point.version)
             .unwrap_or_else(|e| panic!("{}: {e}", v.name));
         assert_eq!(op.version(), v.entry_point.version, "{}", v.name);
@@ -76,7 +58,7 @@ fn every_vector_hashes_to_its_user_op_hash() {
 #[test]
 fn vectors_reencode_to_equal_ops() {
     for path in vector_files() {
-        let v = load(&path);
+        let v: Vector = read_vector(&path);
         let op = parse_user_operation(&v.user_operation, v.entry_point.version)
             .unwrap_or_else(|e| panic!("{}: {e}", v.name));
         let json = serde_json::to_string(&op).expect("serialize");

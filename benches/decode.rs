@@ -1,0 +1,187 @@
+//! Decoding cost of one UserOperation, as opgate decodes each `eth_sendUserOperation`.
+//!
+//! Three recorded operations (`tests/data/vectors`):
+//! - `plain`: `root-ecdsa-deploy-k031`, a root-validator op that deploys a Kernel v3.1 account;
+//! - `regular`: `call-equal-regular-k031`, a permission (session key) op in default mode;
+//! - `enable`: `call-equal-enable-k031`, a permission op in enable mode that installs a call,
+//!   gas, rate-limit and timestamp policy, approved by the root owner's ECDSA signature.
+//!
+//! Groups:
+//! - `decode_op`: the whole per-op decode — parse the RPC JSON, compute the userOpHash, run
+//!   `decode_kernel_with` — what `explain::decode_op` does before it builds its JSON view;
+//! - `decode_kernel`: `decode_kernel_with` alone on already parsed ops;
+//! - `enable_parts`: the pieces of the enable op, to see what dominates.
+//!
+//! The decoder gets the chain id, the account's Kernel release and the root validator's owner,
+//! as a proxy that knows them (from chain state or its permission registry) passes them: the
+//! enable op then has its Enable digest computed and its approver recovered (secp256k1). With
+//! the chain id alone (what `opgate decode` passes), a non-deploying enable op has neither.
+//!
+//! Run: `cargo bench --bench decode` (or `scripts/bench-decode.sh`); figures in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use alloy_primitives::{Address, Bytes, B256};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opgate::decode::ecdsa::recover;
+use opgate::decode::enable::{enable_digest, EnableDomain, KernelVersion};
+use opgate::decode::{decode_kernel_with, DecodeOptions, KernelDecoded};
+use opgate::userop::{parse_user_operation_for, UserOperation};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The inputs: (label, vector file name).
+const INPUTS: [(&str, &str); 3] = [
+    ("plain", "root-ecdsa-deploy-k031"),
+    ("regular", "call-equal-regular-k031"),
+    ("enable", "call-equal-enable-k031"),
+];
+
+/// One recorded operation and what the decoder is told about it.
+struct Input {
+    label: &'static str,
+    raw: Box<RawValue>,
+    entry_point: Address,
+    chain_id: u64,
+    opts: DecodeOptions,
+    op: UserOperation,
+    init_code: Bytes,
+}
+
+impl Input {
+    fn load(label: &'static str, name: &str) -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/vectors/{name}.json"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let v: Value = serde_json::from_str(&text).expect("vector JSON");
+        let raw = serde_json::value::to_raw_value(&v["userOperation"]).expect("userOperation");
+        let entry_point: Address = v["entryPoint"]["address"].as_str().unwrap().parse().unwrap();
+        let chain_id = v["chainId"].as_u64().expect("chainId");
+        let opts = DecodeOptions {
+            chain_id: Some(chain_id),
+            kernel_version: v["kernelVersion"].as_str().and_then(KernelVersion::parse),
+            root_owner: v["rootValidator"]["owner"].as_str().map(|o| o.parse().unwrap()),
+            ..Default::default()
+        };
+        let op = parse_user_operation_for(&raw, entry_point).expect("a valid op");
+        let init_code = op.init_code();
+        let input = Self {
+            label,
+            raw,
+            entry_point,
+            chain_id,
+            opts,
+            op,
+            init_code,
+        };
+        // Measure what the tests check: the op decodes without errors, the enable op approved.
+        let d = input.decode_parsed(&input.opts);
+        assert!(d.errors.is_empty(), "{name}: {:?}", d.errors);
+        if label == "enable" {
+            let e = d.enable.as_ref().expect("enable data");
+            assert_eq!(
+                (e.approved, d.permission.as_ref().map(|p| p.policies.len())),
+                (Some(true), Some(4))
+            );
+        }
+        input
+    }
+
+    /// `decode_kernel_with` on the parsed op.
+    fn decode_parsed(&self, opts: &DecodeOptions) -> KernelDecoded {
+        decode_kernel_with(
+            self.op.sender(),
+            self.op.nonce(),
+            self.op.call_data(),
+            self.op.signature(),
+            &self.init_code,
+            opts,
+        )
+    }
+}
+
+/// The whole per-op decode: RPC JSON → UserOperation → userOpHash → Kernel decoder.
+fn decode_op(raw: &RawValue, entry_point: Address, chain_id: u64, opts: &DecodeOptions) -> (B256, KernelDecoded) {
+    let op = parse_user_operation_for(raw, entry_point).expect("a valid op");
+    let hash = op.hash(entry_point, chain_id).expect("userOpHash");
+    let decoded = decode_kernel_with(
+        op.sender(),
+        op.nonce(),
+        op.call_data(),
+        op.signature(),
+        &op.init_code(),
+        opts,
+    );
+    (hash, decoded)
+}
+
+fn inputs() -> Vec<Input> {
+    INPUTS.iter().map(|(label, name)| Input::load(label, name)).collect()
+}
+
+fn bench_decode_op(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode_op");
+    g.throughput(Throughput::Elements(1));
+    for input in inputs() {
+        g.bench_function(input.label, |b| {
+            b.iter(|| decode_op(black_box(&input.raw), input.entry_point, input.chain_id, &input.opts))
+        });
+    }
+    g.finish();
+}
+
+fn bench_decode_kernel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode_kernel");
+    g.throughput(Throughput::Elements(1));
+    for input in inputs() {
+        g.bench_function(input.label, |b| b.iter(|| black_box(&input).decode_parsed(&input.opts)));
+    }
+    g.finish();
+}
+
+fn bench_enable_parts(c: &mut Criterion) {
+    let input = Input::load("enable", "call-equal-enable-k031");
+    let decoded = input.decode_parsed(&input.opts);
+    let enable = decoded.enable.expect("enable data");
+    let digest = enable.digest.expect("digest");
+    let vid = enable.validation_id.expect("validation id");
+    let domain = EnableDomain {
+        account: input.op.sender(),
+        chain_id: input.chain_id,
+        version: enable.kernel_version.expect("release"),
+    };
+    let mut g = c.benchmark_group("enable_parts");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_json", |b| {
+        b.iter(|| parse_user_operation_for(black_box(&input.raw), input.entry_point))
+    });
+    g.bench_function("user_op_hash", |b| {
+        b.iter(|| black_box(&input.op).hash(input.entry_point, input.chain_id))
+    });
+    g.bench_function("enable_digest", |b| {
+        b.iter(|| enable_digest(black_box(&domain), vid, 1, &enable.data))
+    });
+    g.bench_function("ecdsa_recover", |b| {
+        b.iter(|| recover(black_box(&digest), &enable.data.enable_sig))
+    });
+    // The decoder without the approval: no release and no owner, so no digest, no recovery.
+    let no_approval = DecodeOptions {
+        chain_id: Some(input.chain_id),
+        ..Default::default()
+    };
+    g.bench_function("decode_kernel_without_approval", |b| {
+        b.iter(|| black_box(&input).decode_parsed(&no_approval))
+    });
+    // The owner known but not the release: the decoder tries each release until one matches.
+    let release_unknown = DecodeOptions {
+        kernel_version: None,
+        ..input.opts.clone()
+    };
+    g.bench_function("decode_kernel_release_inferred", |b| {
+        b.iter(|| black_box(&input).decode_parsed(&release_unknown))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode_op, bench_decode_kernel, bench_enable_parts);
+criterion_main!(benches);
