@@ -20,6 +20,8 @@ mod devnet;
 mod policy;
 mod policy_vectors;
 mod proxy;
+mod serialized_permissions;
 mod sim;
+mod store;
 mod userop_proptest;
 mod userop_vectors;
