@@ -39,8 +39,18 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     let mut child = Running(child);
     wait_healthy(port).await;
 
-    // Without --chain-id, opgate asked the upstream and serves the chain at / and /31337.
-    assert_eq!(upstream.received()[0].method, "eth_chainId");
+    // Without --chain-id, opgate asks the upstream (after it binds its listener, so wait for it)
+    // and serves the chain at / and /31337.
+    for _ in 0..200 {
+        if !upstream.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        upstream.received().first().map(|r| r.method.clone()).as_deref(),
+        Some("eth_chainId")
+    );
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(
         call(&format!("{base}/31337"), "eth_chainId", "[]").await["result"],
