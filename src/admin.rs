@@ -14,14 +14,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use alloy_primitives::{Address, FixedBytes};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -247,34 +244,18 @@ impl Admin {
 
 /// Serves the admin API until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std::future::Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let handle = move |req| {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let admin = admin.clone();
-                async move {
-                    let (status, body) = admin.handle(req).await;
-                    Response::builder()
-                        .status(status)
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(Full::new(Bytes::from(body.to_string())))
-                }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+        async move {
+            let (status, body) = admin.handle(req).await;
+            let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+    };
+    crate::telemetry::serve_side(listener, "admin", handle, shutdown).await;
 }

@@ -614,12 +614,17 @@ impl UpstreamMetrics {
     }
 }
 
-/// Serves `GET /metrics` on its own listener until `shutdown` resolves.
-pub async fn serve_metrics(
+/// Serves a small side listener (metrics, admin) until `shutdown` resolves: every connection
+/// answered by `handle`, each request on its own task. `what` names the listener in logs.
+pub async fn serve_side<H, F>(
     listener: TcpListener,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+    what: &'static str,
+    handle: H,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -627,32 +632,45 @@ pub async fn serve_metrics(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener accept failed");
+                    tracing::warn!(error = %e, listener = what, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let metrics = metrics.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        hyper::Response::builder()
-                            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(metrics.render())))
-                    } else {
-                        hyper::Response::builder()
-                            .status(404)
-                            .body(Full::new(Bytes::from_static(b"not found\n")))
-                    };
-                    Ok::<_, http::Error>(resp.expect("static response parts are valid"))
-                }
+            let svc = service_fn(move |req| {
+                let answer = handle(req);
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
     }
+}
+
+/// Serves `GET /metrics` on its own listener until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let handle = move |req: hyper::Request<hyper::body::Incoming>| {
+        let metrics = metrics.clone();
+        async move {
+            let resp = if req.uri().path() == "/metrics" {
+                hyper::Response::builder()
+                    .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .body(Full::new(Bytes::from(metrics.render())))
+            } else {
+                hyper::Response::builder()
+                    .status(404)
+                    .body(Full::new(Bytes::from_static(b"not found\n")))
+            };
+            resp.expect("static response parts are valid")
+        }
+    };
+    serve_side(listener, "metrics", handle, shutdown).await;
 }

@@ -7,7 +7,7 @@
 mod metrics;
 
 pub use metrics::{
-    serve_metrics, ChainMetrics, DecisionMetrics, MethodLabel, Metrics, Outcome, Stage, UpstreamMetrics,
+    serve_metrics, serve_side, ChainMetrics, DecisionMetrics, MethodLabel, Metrics, Outcome, Stage, UpstreamMetrics,
     UpstreamOutcome,
 };
 
