@@ -6,7 +6,8 @@
 #
 # How long each target runs:
 #   FUZZ_RUNS=N      N executions per target (default 500000; what CI runs: the same amount of
-#                    work on every machine; 1 to 16 s per target, about 40 s in all, on the 2-core dev machine)
+#                    work on every machine; on the 2-core dev machine 1 to 16 s per target from
+#                    the vector seeds, up to ~20 s once a local corpus has grown)
 #   FUZZ_SECONDS=S   S seconds per target instead, for long runs: FUZZ_SECONDS=600 scripts/fuzz.sh
 # Arguments name the targets to run (default: all of them).
 set -euo pipefail
