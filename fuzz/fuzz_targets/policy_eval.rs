@@ -50,7 +50,9 @@ limit = { amount = "2 ether", period = "1d" }
 token = "0x00000000000000000000000000000000000000aa"
 max_per_use = "100"
 "#;
-        Config::from_toml(toml, &Overrides::default()).expect("fuzz config is valid").policies
+        Config::from_toml(toml, &Overrides::default())
+            .expect("fuzz config is valid")
+            .policies
     })
 }
 
@@ -90,11 +92,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chain_id = 1 + u64::from(head[39] & 3);
-    let Ok(hash) = op.hash(ENTRY_POINT, chain_id) else { return };
+    let Ok(hash) = op.hash(ENTRY_POINT, chain_id) else {
+        return;
+    };
     let decoded = opgate::explain::decode_op_with(
         &op,
         ENTRY_POINT,
-        &opgate::decode::DecodeOptions { chain_id: Some(chain_id), ..Default::default() },
+        &opgate::decode::DecodeOptions {
+            chain_id: Some(chain_id),
+            ..Default::default()
+        },
     );
     let Some(k) = decoded.detail.as_ref() else { return };
     let selectors: Vec<FixedBytes<4>> = k.selector_data.iter().map(|s| s.selector).collect();
@@ -121,7 +128,11 @@ fuzz_target!(|data: &[u8]| {
     for unknown in [OnError::Reject, OnError::Allow] {
         let ev = evaluate(
             &ctx,
-            &Settings { policies: policies(), unknown_permission: unknown, store_on_error: OnError::Reject },
+            &Settings {
+                policies: policies(),
+                unknown_permission: unknown,
+                store_on_error: OnError::Reject,
+            },
         );
         let _ = serde_json::to_string(&ev.verdicts);
         let _ = ev.into_permit();
