@@ -206,10 +206,15 @@ cmd_up() {
   fi
   rm -f "$STATE/anvil.pid" "$STATE/alto.pid" "$STATE/state.env" "$STATE/state.json"
 
-  if [[ ! -d "$DEVNET_SRC/node_modules" || ! -x "$ANVIL_BIN" || ! -f "$ALTO_JS" ]]; then
-    log "installing devnet dependencies (npm ci)"
-    (cd "$DEVNET_SRC" && npm ci --no-audit --no-fund) >&2
-  fi
+  # Several devnets may start at once (parallel tests): one installs, the others wait for it.
+  (
+    flock 9
+    if [[ ! -d "$DEVNET_SRC/node_modules" || ! -x "$ANVIL_BIN" || ! -f "$ALTO_JS" \
+      || ! -f "$DEVNET_SRC/node_modules/solc/package.json" ]]; then
+      log "installing devnet dependencies (npm ci)"
+      (cd "$DEVNET_SRC" && npm ci --no-audit --no-fund) >&2
+    fi
+  ) 9>"$DEVNET_SRC/.install.lock"
   [[ -x "$ANVIL_BIN" ]] || die "anvil binary missing at $ANVIL_BIN (is this linux x64?)"
   [[ -f "$ALTO_JS" ]] || die "alto missing at $ALTO_JS"
 
