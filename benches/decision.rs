@@ -31,6 +31,9 @@
 //! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
 //! short smoke run instead, and skips when no Redis answers.
 
+#[path = "common/host.rs"]
+mod host;
+use host::{env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,8 +92,6 @@ const LESS_THAN_OR_EQUAL: u8 = 4;
 const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Histogram range: 1 ns to 60 s, three significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
-/// One clock tick of `/proc/self/stat` (USER_HZ = 100 on Linux), in nanoseconds.
-const TICK_NS: u64 = 10_000_000;
 /// Most SCAN calls a key cleanup makes (the loop's bound; 1,000 keys each).
 const SCAN_CALLS_MAX: usize = 100_000;
 /// Recorded SDK vector the encoders are checked against.
@@ -130,13 +131,6 @@ struct Args {
     probe: usize,
     redis: String,
     smoke: bool,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid value")),
-        Err(_) => Ok(default),
-    }
 }
 
 fn parse_list(v: &str) -> Result<Vec<usize>, String> {
@@ -642,36 +636,6 @@ async fn redis_cpu(con: &mut redis::aio::MultiplexedConnection) -> Result<u64, S
             .unwrap_or(0.0)
     };
     Ok(((get("used_cpu_user") + get("used_cpu_sys")) * 1e9) as u64)
-}
-
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in nanoseconds.
-fn process_cpu() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some((user + system) * TICK_NS)
-}
-
-/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
-fn machine_cpu() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal
-    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
-        return None;
-    };
-    let busy = user + nice + system + irq + softirq + steal;
-    Some((busy, busy + idle + iowait))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "n/a".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1271,10 +1235,6 @@ async fn breakdown(
 
 // ---------------------------------------------------------------------------------------------
 // The report
-
-fn us(ns: u64) -> String {
-    format!("{:.1}", ns as f64 / 1_000.0)
-}
 
 fn median<T: Copy, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> Option<T> {
     let mut v: Vec<T> = runs.to_vec();

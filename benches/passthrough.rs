@@ -19,6 +19,9 @@
 //! short smoke run instead. No tracing subscriber is installed, so opgate logs nothing whatever
 //! `RUST_LOG` says.
 
+#[path = "common/host.rs"]
+mod host;
+use host::{env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,8 +53,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DURATION_MODE_CAP: u64 = 100_000_000;
 /// Share of the machine's CPU used by other processes above which the figures are flagged.
 const BUSY_MACHINE: f64 = 0.05;
-/// One clock tick of `/proc/stat` and `/proc/self/stat` (USER_HZ = 100 on Linux), in nanoseconds.
-const TICK_NS: u64 = 10_000_000;
 /// Histogram range: 1 ns to 60 s, three significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 
@@ -84,13 +85,6 @@ struct Args {
     json: Option<PathBuf>,
     /// A short run that only checks that everything works.
     smoke: bool,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid value")),
-        Err(_) => Ok(default),
-    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -535,10 +529,6 @@ impl Series {
     }
 }
 
-fn us(ns: u64) -> String {
-    format!("{:.1}", ns as f64 / 1_000.0)
-}
-
 fn signed_us(ns: i64) -> String {
     format!("{:+.1}", ns as f64 / 1_000.0)
 }
@@ -549,31 +539,6 @@ fn verdict(overhead_ns: i64, target_ns: i64) -> &'static str {
     } else {
         "NOT met"
     }
-}
-
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux), in
-/// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
-fn process_cpu() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some((user + system) * TICK_NS)
-}
-
-/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
-fn machine_cpu() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal
-    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
-        return None;
-    };
-    let busy = user + nice + system + irq + softirq + steal;
-    Some((busy, busy + idle + iowait))
 }
 
 /// What else the machine was doing while the bench ran.
@@ -595,13 +560,6 @@ impl Background {
             self.load_before, self.load_after
         )
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "n/a".into())
 }
 
 fn print_report(args: &Args, series: &[Series], background: &Background, response_bytes: usize) {

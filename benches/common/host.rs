@@ -1,0 +1,51 @@
+//! Helpers both load drivers share: environment options, the host's CPU accounting from
+//! `/proc` (Linux), and number formatting. Included with `#[path]` by each bench.
+
+/// One clock tick of `/proc` CPU times, in nanoseconds (USER_HZ = 100).
+pub(crate) const TICK_NS: u64 = 10_000_000;
+
+/// `name` from the environment parsed as `T`, or `default` when unset.
+pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid value")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in
+/// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
+pub(crate) fn process_cpu() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * TICK_NS)
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks, from `/proc/stat`.
+pub(crate) fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = v[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Nanoseconds as microseconds with one decimal.
+pub(crate) fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1_000.0)
+}
