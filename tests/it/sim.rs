@@ -9,7 +9,7 @@ use alloy_sol_types::{sol, SolCall};
 use k256::ecdsa::SigningKey;
 use opgate::config::{OnError, SimulationConfig, DEFAULT_SIM_BUNDLER};
 use opgate::sim::Simulator;
-use opgate::userop::{self, UserOperation};
+use opgate::userop::{self, EntryPointVersion, UserOperation};
 use serde_json::{json, Value};
 
 use crate::devnet::Devnet;
@@ -21,11 +21,54 @@ sol! {
     function execute(address dest, uint256 value, bytes func);
 }
 
-pub(crate) const EP07: Address = address!("0000000071727De22E5E9d8BAf0edAc6f37da032");
-pub(crate) const FACTORY07: Address = address!("91E60e0613810449d098b0b5Ec8b51A0FE8c8985");
+/// An EntryPoint and the SimpleAccountFactory the devnet deploys for it (`deploy.mjs`: canonical
+/// CREATE2 addresses, the same as `state.env` gives).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deployment {
+    pub version: EntryPointVersion,
+    pub entry_point: Address,
+    pub factory: Address,
+}
 
-/// A SimpleAccount owner on the devnet, and the account the v0.7 factory gives it.
+pub(crate) const V06: Deployment = Deployment {
+    version: EntryPointVersion::V06,
+    entry_point: EntryPointVersion::V06_ADDRESS,
+    factory: address!("9406Cc6185a346906296840746125a0E44976454"),
+};
+pub(crate) const V07: Deployment = Deployment {
+    version: EntryPointVersion::V07,
+    entry_point: EntryPointVersion::V07_ADDRESS,
+    factory: address!("91E60e0613810449d098b0b5Ec8b51A0FE8c8985"),
+};
+pub(crate) const V08: Deployment = Deployment {
+    version: EntryPointVersion::V08,
+    entry_point: EntryPointVersion::V08_ADDRESS,
+    factory: address!("13E9ed32155810FDbd067D4522C492D6f68E5944"),
+};
+const EP07: Address = V07.entry_point;
+
+impl Deployment {
+    /// Checks the devnet put this deployment where these constants say.
+    pub(crate) fn check(&self, devnet: &Devnet) {
+        let v = self.version.as_str().replace('.', "");
+        let state = |key: &str| devnet.get(&format!("{key}_{v}")).parse::<Address>().unwrap();
+        assert_eq!(state("ENTRYPOINT"), self.entry_point, "EntryPoint {}", self.version);
+        assert_eq!(state("FACTORY"), self.factory, "SimpleAccountFactory {}", self.version);
+    }
+
+    /// What the version's SimpleAccount signs for `hash`: v0.6 and v0.7 recover the owner from the
+    /// eth-signed userOpHash, v0.8 from the userOpHash itself (its EIP-712 digest).
+    fn signed_digest(&self, hash: B256) -> B256 {
+        match self.version {
+            EntryPointVersion::V06 | EntryPointVersion::V07 => eth_signed(hash),
+            EntryPointVersion::V08 => hash,
+        }
+    }
+}
+
+/// A SimpleAccount owner on the devnet, and the account its deployment's factory gives it.
 pub(crate) struct Account {
+    pub at: Deployment,
     pub key: SigningKey,
     pub owner: Address,
     pub sender: Address,
@@ -37,9 +80,15 @@ pub(crate) async fn rpc(url: &str, method: &str, params: Value) -> Value {
     v["result"].clone()
 }
 
+/// The base fee of `block` (a number or a tag).
+pub(crate) async fn base_fee(node: &str, block: Value) -> u128 {
+    let block = rpc(node, "eth_getBlockByNumber", json!([block, false])).await;
+    u128::from_str_radix(block["baseFeePerGas"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
 impl Account {
-    /// A fresh owner (from `seed`) whose counterfactual account holds 1 ether.
-    pub(crate) async fn funded(node: &str, seed: u8) -> Self {
+    /// A fresh owner (from `seed`) whose counterfactual account at `at` holds 1 ether.
+    pub(crate) async fn funded(node: &str, at: Deployment, seed: u8) -> Self {
         let key = SigningKey::from_slice(&[seed; 32]).unwrap();
         let owner = Address::from_private_key(&key);
         let data = getAddressCall {
@@ -50,17 +99,18 @@ impl Account {
         let out = rpc(
             node,
             "eth_call",
-            json!([{ "to": FACTORY07, "data": Bytes::from(data) }, "latest"]),
+            json!([{ "to": at.factory, "data": Bytes::from(data) }, "latest"]),
         )
         .await;
         let word: B256 = out.as_str().unwrap().parse().unwrap();
         let sender = Address::from_word(word);
         rpc(node, "anvil_setBalance", json!([sender, "0xde0b6b3a7640000"])).await;
-        Self { key, owner, sender }
+        Self { at, key, owner, sender }
     }
 
-    /// A v0.7 op (deploying the account when `deploy`) calling `to` with `value` and `data`,
-    /// signed by `signer` (the owner unless given).
+    /// An op for the account's EntryPoint (deploying the account when `deploy`) calling `to` with
+    /// `value` and `data`, signed by `signer` (the owner unless given): the parsed op and its RPC
+    /// form.
     pub(crate) async fn op(
         &self,
         node: &str,
@@ -70,9 +120,7 @@ impl Account {
         data: Bytes,
         signer: Option<&SigningKey>,
     ) -> (UserOperation, Value) {
-        let block = rpc(node, "eth_getBlockByNumber", json!(["latest", false])).await;
-        let base_fee =
-            u128::from_str_radix(block["baseFeePerGas"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let base_fee = base_fee(node, json!("latest")).await;
         let mut rpc_op = json!({
             "sender": self.sender,
             "nonce": "0x0",
@@ -84,23 +132,39 @@ impl Account {
             "maxPriorityFeePerGas": "0x3b9aca00",
             "signature": Bytes::from(vec![0u8; 65]),
         });
-        if deploy {
-            rpc_op["factory"] = json!(FACTORY07);
-            rpc_op["factoryData"] = json!(Bytes::from(
-                createAccountCall {
-                    owner: self.owner,
-                    salt: U256::ZERO
+        let create = Bytes::from(
+            createAccountCall {
+                owner: self.owner,
+                salt: U256::ZERO,
+            }
+            .abi_encode(),
+        );
+        match self.at.version {
+            // v0.6 carries the factory call as `initCode` and always has `paymasterAndData`.
+            EntryPointVersion::V06 => {
+                let init_code = if deploy {
+                    [self.at.factory.as_slice(), &create].concat()
+                } else {
+                    Vec::new()
+                };
+                rpc_op["initCode"] = json!(Bytes::from(init_code));
+                rpc_op["paymasterAndData"] = json!("0x");
+            }
+            EntryPointVersion::V07 | EntryPointVersion::V08 => {
+                if deploy {
+                    rpc_op["factory"] = json!(self.at.factory);
+                    rpc_op["factoryData"] = json!(create);
                 }
-                .abi_encode()
-            ));
+            }
         }
+        let entry_point = self.at.entry_point;
         let raw = serde_json::value::to_raw_value(&rpc_op).unwrap();
-        let op = userop::parse_user_operation_for(&raw, EP07).unwrap();
-        let hash = op.hash(EP07, 31337).unwrap();
-        let sig = sign(signer.unwrap_or(&self.key), &eth_signed(hash));
+        let op = userop::parse_user_operation_for(&raw, entry_point).unwrap();
+        let hash = op.hash(entry_point, 31337).unwrap();
+        let sig = sign(signer.unwrap_or(&self.key), &self.at.signed_digest(hash));
         rpc_op["signature"] = json!(Bytes::from(sig.to_vec()));
         let raw = serde_json::value::to_raw_value(&rpc_op).unwrap();
-        (userop::parse_user_operation_for(&raw, EP07).unwrap(), rpc_op)
+        (userop::parse_user_operation_for(&raw, entry_point).unwrap(), rpc_op)
     }
 }
 
@@ -138,7 +202,7 @@ async fn a_simple_account_op_runs_through_the_real_entry_point_with_its_effects(
         31337,
         tokio::runtime::Handle::current(),
     ));
-    let account = Account::funded(&node, 0x11).await;
+    let account = Account::funded(&node, V07, 0x11).await;
     let to = address!("000000000000000000000000000000000000dEaD");
 
     // Deploys the account and sends 12345 wei: validation passes, the call is the effect.
@@ -190,8 +254,31 @@ sol! {
     function approve(address spender, uint256 value);
 }
 
-/// The project's test contracts, compiled now with the solc npm package and deployed from anvil's
-/// account #0.
+/// The project's test contracts (`devnet/contracts`), compiled now with the solc npm package:
+/// `{"Name": {"abi": […], "bytecode": "0x…"}}`.
+pub(crate) async fn compile() -> Value {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("node")
+            .arg(crate::devnet::repo().join("devnet/compile.mjs"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "solc: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Deploys contract `name` of `compiled` from anvil's account #0; returns where it landed.
+pub(crate) async fn deploy(node: &str, compiled: &Value, name: &str) -> Address {
+    let code = compiled[name]["bytecode"].as_str().unwrap();
+    let tx = rpc(node, "eth_sendTransaction", json!([{ "from": FUNDER, "data": code }])).await;
+    let receipt = tx_receipt(node, &tx).await;
+    assert_eq!(receipt["status"], "0x1", "{name}: {receipt}");
+    receipt["contractAddress"].as_str().unwrap().parse().unwrap()
+}
+
+/// Forwarder and TestToken, deployed from anvil's account #0.
 struct Contracts {
     forwarder: Address,
     token: Address,
@@ -199,27 +286,10 @@ struct Contracts {
 
 impl Contracts {
     async fn deploy(node: &str) -> Self {
-        let out = tokio::task::spawn_blocking(|| {
-            std::process::Command::new("node")
-                .arg(crate::devnet::repo().join("devnet/compile.mjs"))
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(out.status.success(), "solc: {}", String::from_utf8_lossy(&out.stderr));
-        let compiled: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut deployed = Vec::new();
-        for name in ["Forwarder", "TestToken"] {
-            let code = compiled[name]["bytecode"].as_str().unwrap().to_string();
-            let tx = rpc(node, "eth_sendTransaction", json!([{ "from": FUNDER, "data": code }])).await;
-            let receipt = tx_receipt(node, &tx).await;
-            assert_eq!(receipt["status"], "0x1", "{name}: {receipt}");
-            deployed.push(receipt["contractAddress"].as_str().unwrap().parse::<Address>().unwrap());
-        }
+        let compiled = compile().await;
         Self {
-            forwarder: deployed[0],
-            token: deployed[1],
+            forwarder: deploy(node, &compiled, "Forwarder").await,
+            token: deploy(node, &compiled, "TestToken").await,
         }
     }
 
@@ -243,7 +313,7 @@ impl Contracts {
 }
 
 /// The receipt of transaction `tx` (anvil mines at once, but may answer before it did; at most 10 s).
-async fn tx_receipt(node: &str, tx: &Value) -> Value {
+pub(crate) async fn tx_receipt(node: &str, tx: &Value) -> Value {
     for _ in 0..100 {
         let r = rpc(node, "eth_getTransactionReceipt", json!([tx])).await;
         if !r.is_null() {
@@ -255,11 +325,11 @@ async fn tx_receipt(node: &str, tx: &Value) -> Value {
 }
 
 /// anvil's account #0 (deploys, funds).
-const FUNDER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-const DEAD: Address = address!("000000000000000000000000000000000000dEaD");
+pub(crate) const FUNDER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+pub(crate) const DEAD: Address = address!("000000000000000000000000000000000000dEaD");
 
 /// opgate in front of the devnet's Alto with simulation against its anvil, and `policies`.
-async fn opgate_simulating(devnet: &Devnet, reject_reverting: bool, policies: &str) -> Opgate {
+pub(crate) async fn opgate_simulating(devnet: &Devnet, reject_reverting: bool, policies: &str) -> Opgate {
     Opgate::start_toml(&format!(
         "[[chains]]\nid = 31337\nupstreams = [\"{}\"]\nnode = \"{}\"\n\
          [chains.simulation]\ntimeout = \"10s\"\nreject_reverting = {reject_reverting}\n{policies}",
@@ -269,12 +339,13 @@ async fn opgate_simulating(devnet: &Devnet, reject_reverting: bool, policies: &s
     .await
 }
 
-fn send_params(rpc_op: &Value) -> String {
-    json!([rpc_op, EP07]).to_string()
+/// `eth_sendUserOperation` params: the op's RPC form and its EntryPoint.
+pub(crate) fn send_params(rpc_op: &Value, entry_point: Address) -> String {
+    json!([rpc_op, entry_point]).to_string()
 }
 
 /// Polls the receipt of `hash` through opgate (at most 60 s).
-async fn mined(url: &str, hash: &str) -> Value {
+pub(crate) async fn mined(url: &str, hash: &str) -> Value {
     for _ in 0..120 {
         let v = call(url, "eth_getUserOperationReceipt", &json!([hash]).to_string()).await;
         if !v["result"].is_null() && v.get("error").is_none() {
@@ -285,7 +356,7 @@ async fn mined(url: &str, hash: &str) -> Value {
     panic!("{hash} was not mined within 60 s");
 }
 
-fn upstream_sends(metrics: &str) -> f64 {
+pub(crate) fn upstream_sends(metrics: &str) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("opgate_upstream_requests_total{"))
@@ -313,11 +384,11 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
 
     // The call data calls the account itself with no value; through upgradeToAndCall the
     // forwarder's code sends 1000 wei of the account's ether onward.
-    let account = Account::funded(&node, 0x31).await;
+    let account = Account::funded(&node, V07, 0x31).await;
     let implementation = rpc(
         &node,
         "eth_call",
-        json!([{ "to": FACTORY07, "data": Bytes::from(accountImplementationCall {}.abi_encode()) }, "latest"]),
+        json!([{ "to": V07.factory, "data": Bytes::from(accountImplementationCall {}.abi_encode()) }, "latest"]),
     )
     .await;
     let implementation = Address::from_word(implementation.as_str().unwrap().parse().unwrap());
@@ -335,7 +406,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     let (_, op) = account
         .op(&node, true, account.sender, U256::ZERO, data.into(), None)
         .await;
-    let v = call(&url, "opgate_explainUserOperation", &send_params(&op)).await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&op, EP07)).await;
     let sim = &v["result"]["simulation"];
     assert_eq!(sim["effects"]["nativeOut"], "1000", "{v}");
     assert_eq!(sim["execution"]["success"], true, "{v}");
@@ -353,7 +424,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     let v = call(
         &calls_only_self.url("/31337"),
         "opgate_explainUserOperation",
-        &send_params(&op),
+        &send_params(&op, EP07),
     )
     .await;
     let rejection = &v["result"]["rejection"];
@@ -362,7 +433,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
         rejection["detail"].as_str().unwrap().starts_with("effects.calls[1]: "),
         "{v}"
     );
-    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op, EP07)).await;
     assert_eq!(v["error"]["code"], -32504, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
     assert_eq!(v["error"]["data"]["rule"], "transfers[0].limit", "{v}");
@@ -372,7 +443,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     );
 
     // The call data calls the forwarder, which pulls 500 tokens from the account.
-    let account = Account::funded(&node, 0x32).await;
+    let account = Account::funded(&node, V07, 0x32).await;
     Contracts::send_as(
         &node,
         FUNDER,
@@ -404,7 +475,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     let (_, op) = account
         .op(&node, true, c.forwarder, U256::ZERO, data.into(), None)
         .await;
-    let v = call(&url, "opgate_explainUserOperation", &send_params(&op)).await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&op, EP07)).await;
     let transfers = &v["result"]["simulation"]["effects"]["transfers"];
     assert_eq!(transfers[0]["amount"], "500", "{v}");
     assert_eq!(
@@ -412,7 +483,7 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
         format!("{:#x}", c.token),
         "{v}"
     );
-    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op, EP07)).await;
     assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
     assert_eq!(v["error"]["data"]["rule"], "transfers[1].limit", "{v}");
     assert!(
@@ -437,7 +508,7 @@ async fn a_reverting_op_is_refused_with_reject_reverting_and_relayed_without() {
     let c = Contracts::deploy(&node).await;
     let strict = opgate_simulating(&devnet, true, "").await;
     let lenient = opgate_simulating(&devnet, false, "").await;
-    let account = Account::funded(&node, 0x41).await;
+    let account = Account::funded(&node, V07, 0x41).await;
     let (_, op) = account
         .op(
             &node,
@@ -449,7 +520,7 @@ async fn a_reverting_op_is_refused_with_reject_reverting_and_relayed_without() {
         )
         .await;
 
-    let v = call(&strict.url("/31337"), "eth_sendUserOperation", &send_params(&op)).await;
+    let v = call(&strict.url("/31337"), "eth_sendUserOperation", &send_params(&op, EP07)).await;
     assert_eq!(v["error"]["code"], -32521, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "SimulationReverted", "{v}");
     assert_eq!(v["error"]["data"]["policy"], "simulation", "{v}");
@@ -463,7 +534,7 @@ async fn a_reverting_op_is_refused_with_reject_reverting_and_relayed_without() {
     assert_eq!(upstream_sends(&strict.metrics().await), 0.0);
 
     let url = lenient.url("/31337");
-    let v = call(&url, "eth_sendUserOperation", &send_params(&op)).await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&op, EP07)).await;
     let hash = v["result"].as_str().unwrap_or_else(|| panic!("relayed: {v}"));
     let receipt = mined(&url, hash).await;
     assert_eq!(receipt["success"], false, "{receipt}");
@@ -481,13 +552,13 @@ async fn a_bad_signature_is_refused_before_the_bundler_and_a_good_op_is_mined() 
     let node = devnet.get("ANVIL_URL").to_string();
     let opgate = opgate_simulating(&devnet, true, "").await;
     let url = opgate.url("/31337");
-    let account = Account::funded(&node, 0x51).await;
+    let account = Account::funded(&node, V07, 0x51).await;
 
     let stranger = SigningKey::from_slice(&[0x52; 32]).unwrap();
     let (_, bad) = account
         .op(&node, true, DEAD, U256::from(7), Bytes::new(), Some(&stranger))
         .await;
-    let v = call(&url, "eth_sendUserOperation", &send_params(&bad)).await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&bad, EP07)).await;
     assert_eq!(v["error"]["code"], -32500, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "ValidationFailed", "{v}");
     assert_eq!(v["error"]["data"]["rule"], "AA24", "{v}");
@@ -503,12 +574,12 @@ async fn a_bad_signature_is_refused_before_the_bundler_and_a_good_op_is_mined() 
     let (_, good) = account
         .op(&node, true, DEAD, U256::from(12345), Bytes::new(), None)
         .await;
-    let v = call(&url, "opgate_explainUserOperation", &send_params(&good)).await;
+    let v = call(&url, "opgate_explainUserOperation", &send_params(&good, EP07)).await;
     let sim = &v["result"]["simulation"];
     assert_eq!(sim["validation"]["ok"], true, "{v}");
     assert_eq!(sim["effects"]["calls"][0]["value"], "12345", "{v}");
     assert!(sim["actualCost"].as_str().unwrap().parse::<u128>().unwrap() > 0, "{v}");
-    let v = call(&url, "eth_sendUserOperation", &send_params(&good)).await;
+    let v = call(&url, "eth_sendUserOperation", &send_params(&good, EP07)).await;
     let hash = v["result"].as_str().unwrap_or_else(|| panic!("relayed: {v}"));
     let receipt = mined(&url, hash).await;
     assert_eq!(receipt["success"], true, "{receipt}");
