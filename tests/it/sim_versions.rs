@@ -1,4 +1,5 @@
-//! Simulation on EntryPoint v0.6 and v0.8 (v0.7 is in `sim`).
+//! Simulation on EntryPoint v0.6 and v0.8 (v0.7 is in `sim`), and agreement with the recorded
+//! vectors wherever their chain state can be rebuilt on the devnet.
 //!
 //! Each version gets a SimpleAccount from its own factory (0.6 / 0.8). v0.6 hashes the unpacked
 //! `UserOperation` (`initCode`, `paymasterAndData`) and its SimpleAccount signs the eth-signed
@@ -6,10 +7,58 @@
 //! `_validateSignature`: `ECDSA.recover(userOpHash, signature)`) signs that digest as it is. The
 //! simulator's answer is then compared with what the chain does with the same op: Alto mines it
 //! through opgate and the receipt's `actualGasUsed` must be the simulated one to the unit.
+//!
+//! # The recorded vectors
+//!
+//! `ep08-simple-account-deploy` and `-batch` were recorded on anvil (chain 31337) with the canonical
+//! EntryPoint v0.8 and the SimpleAccountFactory at `0x13E9…5944`: `deploy.mjs` puts the 0.8.0
+//! factory there too (CREATE2 through the deterministic deployer, salt 0, constructor argument the
+//! EntryPoint), so the counterfactual sender, the userOpHash and the signature are valid here as
+//! recorded. What the recording chain had besides, and how it is rebuilt:
+//!
+//! - The sender's balance (the client funded it): 1 ether with `anvil_setBalance`; only its being
+//!   enough matters.
+//! - The base fee, which sets the gas price: the recorded one (`actualGasCost / actualGasUsed −
+//!   maxPriorityFeePerGas`, 23,656 and 20,756 wei) through `anvil_setNextBlockBaseFeePerGas` and
+//!   one mined block, so the simulation runs at the recorded price. The ops' `maxFeePerGas` was set
+//!   against that base fee; a fresh devnet's (hundreds of millions of wei) would cap the price.
+//! - The call target `0xedCC…494e` (`mint(address,uint256)` in the deploy op, `setNumber(uint256)`
+//!   in the batch). Its bytecode is not in the vectors. Without code there the ops still succeed
+//!   (SimpleAccount's call to an empty address does), but the gas falls short by 24,457 and 23,831
+//!   — a cold storage write and a log each. `devnet/contracts/VectorTarget.sol` stands in for it,
+//!   with those writes and logs; its runtime code is put at the address with `anvil_setCode`. It is
+//!   not the recorded bytecode: function dispatch and argument decoding may differ by some tens of
+//!   gas, hence [`GAS_TOLERANCE`].
+//! - The batch's 8 wei recipient `0x0A58…d22F` existed on the recording chain (earlier vectors,
+//!   e.g. `ep06-kernel-v24-batch`, paid it); sending value to an empty account would cost 25,000
+//!   more. It gets 1 wei first.
+//! - The batch op (nonce 1) needs the deploy op mined: it is, through opgate and Alto.
+//!
+//! Nothing else in either op depends on the chain: SimpleAccount returns no validity window, and
+//! there is no paymaster.
+//!
+//! Every other vector runs a ZeroDev Kernel account (v2.4 on EntryPoint v0.6, v3.1 and v3.3 on
+//! v0.7), and whether it was included, reverted or refused was decided by Kernel's code, its
+//! validators and permission policies, and their state at that point of the recording. No package
+//! reachable here ships those contracts (the `@zerodev/*` npm packages are client SDKs: ABIs and
+//! addresses, no deployable bytecode), so none of them can be simulated, and none is faked:
+//!
+//! - included and successful (17 on Kernel v3.1, 6 on v3.3, `ep06-kernel-v24-deploy` and
+//!   `-batch` on v2.4): need the Kernel factory, implementation and ECDSA / multi-chain ECDSA
+//!   validators at their canonical addresses;
+//! - `allowed-call-reverts-onchain` (included, the call reverted with `Panic(17)`): also the
+//!   target's token balances at block 70;
+//! - refused by the bundler in validation (`AA23` with `PolicyFailed(i)`, `AA22`): the call, gas,
+//!   rate-limit, timestamp and value policy contracts with the usage they had counted
+//!   (`rate-limit-exceeded` and `gas-policy-exceeded` follow their `-first` / `-within-allowance`
+//!   ops) and, for `timestamp-*`, the recording's clock.
+//!
+//! [`every_recorded_vector_is_reproduced_or_accounted_for`] keeps this list honest: a vector that
+//! is neither a Kernel one nor reproduced here fails it.
 
 use std::sync::Arc;
 
-use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_primitives::{address, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolError};
 use k256::ecdsa::SigningKey;
 use opgate::sim::{Run, Simulator};
@@ -25,6 +74,16 @@ sol! {
     /// OpenZeppelin 5 `ECDSA`: a signature that is not 64 or 65 bytes long.
     error ECDSAInvalidSignatureLength(uint256 length);
 }
+
+/// How far the simulated gas of a recorded op may be from the recorded `actualGasUsed`. The
+/// stand-in target is not the recorded bytecode (dispatch, argument decoding: tens of gas); every
+/// difference in state — a cold storage write (≥ 2,100), a new account (25,000), a log (≥ 375) —
+/// is larger.
+const GAS_TOLERANCE: u64 = 200;
+
+/// The recorded vectors' call target and the batch's value recipient.
+const VECTOR_TARGET: Address = address!("edCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e");
+const VECTOR_RECIPIENT: Address = address!("0A58b94B560399d82badd0386E0a049D45A4d22F");
 
 fn simulator(node: &str) -> Arc<Simulator> {
     Arc::new(Simulator::new(
@@ -203,4 +262,188 @@ async fn entry_point_v06_simple_account_simulates_as_the_chain_runs_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_point_v08_simple_account_simulates_as_the_chain_runs_it() {
     simulate_then_mine(V08, 0x81).await;
+}
+
+// ---- The recorded v0.8 vectors ----------------------------------------------------------------
+
+/// A recorded op, parsed as opgate parses it, with the recording's figures.
+struct Recorded {
+    vector: Value,
+    op: UserOperation,
+    hash: B256,
+    gas_used: U256,
+    /// `actualGasCost / actualGasUsed`: the price the EntryPoint charged.
+    price: U256,
+}
+
+impl Recorded {
+    fn load(name: &str) -> Self {
+        let vector = vector(name);
+        let entry_point: Address = vector["entryPoint"]["address"].as_str().unwrap().parse().unwrap();
+        let raw = serde_json::value::to_raw_value(&vector["userOperation"]).unwrap();
+        let op = userop::parse_user_operation_for(&raw, entry_point).unwrap();
+        let hash = op.hash(entry_point, vector["chainId"].as_u64().unwrap()).unwrap();
+        assert_eq!(
+            hash,
+            vector["userOpHash"].as_str().unwrap().parse::<B256>().unwrap(),
+            "{name}"
+        );
+        let gas_used = quantity(&vector["result"]["actualGasUsed"]);
+        let cost = quantity(&vector["result"]["actualGasCost"]);
+        assert_eq!(cost % gas_used, U256::ZERO, "{name}: cost is gas × price");
+        Self {
+            price: cost / gas_used,
+            vector,
+            op,
+            hash,
+            gas_used,
+        }
+    }
+
+    fn entry_point(&self) -> Address {
+        self.vector["entryPoint"]["address"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Makes the next block's base fee the one the recording charged at, and mines that block so
+    /// the simulation (on the latest block) runs at the recorded gas price.
+    async fn pin_base_fee(&self, node: &str) {
+        let recorded = self.price - self.op.max_priority_fee_per_gas();
+        rpc(
+            node,
+            "anvil_setNextBlockBaseFeePerGas",
+            json!([format!("{recorded:#x}")]),
+        )
+        .await;
+        rpc(node, "evm_mine", json!([])).await;
+        assert_eq!(U256::from(base_fee(node, json!("latest")).await), recorded);
+    }
+
+    /// Simulates the op and compares with the recording: the same verdict, the recorded calls,
+    /// gas within [`GAS_TOLERANCE`] and the cost at the recorded price.
+    async fn agrees(&self, sim: &Simulator) -> Run {
+        let name = self.vector["name"].as_str().unwrap();
+        let run = sim.simulate(&self.op, self.entry_point(), self.hash).await.unwrap();
+        let s = &run.simulation;
+        let exec = s
+            .execution
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: not executed: {s:?}"));
+        let accepted = s.validation.ok && exec.success;
+        let recorded = &self.vector["result"];
+        assert_eq!(accepted, recorded["outcome"] == "accept", "{name}: {s:?}");
+        assert_eq!(exec.success, recorded["success"], "{name}: {s:?}");
+        let calls: Vec<(Address, U256, Bytes)> = self.vector["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["to"].as_str().unwrap().parse().unwrap(),
+                    c["value"].as_str().unwrap().parse().unwrap(),
+                    c["data"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        let seen: Vec<(Address, U256, Bytes)> = s
+            .effects
+            .calls
+            .iter()
+            .map(|c| (c.target, c.value, c.data.clone()))
+            .collect();
+        assert_eq!(seen, calls, "{name}");
+        let (simulated, recorded_gas) = (exec.gas_used.to::<u64>(), self.gas_used.to::<u64>());
+        eprintln!(
+            "{name}: simulated gas {simulated}, recorded {recorded_gas} ({:+}); cost {} against {}",
+            simulated as i64 - recorded_gas as i64,
+            exec.actual_cost,
+            self.vector["result"]["actualGasCost"].as_str().unwrap(),
+        );
+        assert!(
+            simulated.abs_diff(recorded_gas) <= GAS_TOLERANCE,
+            "{name}: simulated {simulated} gas, recorded {recorded_gas}"
+        );
+        assert_eq!(exec.actual_cost, exec.gas_used * self.price, "{name}");
+        run
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_v08_simple_account_ops_simulate_as_they_were_recorded() {
+    let devnet = Devnet::up().await;
+    V08.check(&devnet);
+    let node = devnet.get("ANVIL_URL").to_string();
+    let deploy_op = Recorded::load("ep08-simple-account-deploy");
+    let batch_op = Recorded::load("ep08-simple-account-batch");
+    assert_eq!(deploy_op.entry_point(), V08.entry_point);
+    assert_eq!(
+        deploy_op.op.factory(),
+        Some(V08.factory),
+        "recorded with the devnet's factory"
+    );
+    let sender = deploy_op.op.sender();
+    assert_eq!(batch_op.op.sender(), sender);
+
+    // The recording chain's state, as far as these ops see it (module docs).
+    rpc(&node, "anvil_setBalance", json!([sender, "0xde0b6b3a7640000"])).await;
+    rpc(&node, "anvil_setBalance", json!([VECTOR_RECIPIENT, "0x1"])).await;
+    let compiled = compile().await;
+    let stand_in = deploy(&node, &compiled, "VectorTarget").await;
+    let code = rpc(&node, "eth_getCode", json!([stand_in, "latest"])).await;
+    rpc(&node, "anvil_setCode", json!([VECTOR_TARGET, code])).await;
+
+    let sim = simulator(&node);
+    let opgate = opgate_simulating(&devnet, true, "").await;
+
+    // The batch (nonce 1) before the deploy op is mined: there is no account to run it.
+    let early = sim
+        .simulate(&batch_op.op, batch_op.entry_point(), batch_op.hash)
+        .await
+        .unwrap();
+    assert_eq!(early.simulation.validation.code.as_deref(), Some("AA20"), "{early:?}");
+
+    deploy_op.pin_base_fee(&node).await;
+    let run = deploy_op.agrees(&sim).await;
+    mined_as_simulated(
+        &opgate,
+        &deploy_op.vector["userOperation"],
+        V08.entry_point,
+        deploy_op.hash,
+        &run,
+    )
+    .await;
+
+    batch_op.pin_base_fee(&node).await;
+    let run = batch_op.agrees(&sim).await;
+    assert_eq!(run.simulation.effects.native_out, U256::from(8));
+    mined_as_simulated(
+        &opgate,
+        &batch_op.vector["userOperation"],
+        V08.entry_point,
+        batch_op.hash,
+        &run,
+    )
+    .await;
+}
+
+#[test]
+fn every_recorded_vector_is_reproduced_or_accounted_for() {
+    const REPRODUCED: [&str; 2] = ["ep08-simple-account-deploy", "ep08-simple-account-batch"];
+    let dir = crate::devnet::repo().join("tests/data/vectors");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|f| f.strip_suffix(".json").map(str::to_string))
+        .filter(|n| n != "index")
+        .collect();
+    names.sort();
+    for name in REPRODUCED {
+        assert!(names.iter().any(|n| n == name), "{name}");
+    }
+    for name in names.iter().filter(|n| !REPRODUCED.contains(&n.as_str())) {
+        let kernel = vector(name)["kernelVersion"].as_str().map(str::to_string);
+        assert!(
+            matches!(kernel.as_deref(), Some("0.2.4" | "0.3.1" | "0.3.3")),
+            "{name} is neither reproduced nor a Kernel vector (the module docs say why those are not)"
+        );
+    }
 }
