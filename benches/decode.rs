@@ -8,14 +8,16 @@
 //!
 //! Groups:
 //! - `decode_op`: the whole per-op decode — parse the RPC JSON, compute the userOpHash, run
-//!   `decode_kernel_with` — what `explain::decode_op` does before it builds its JSON view;
-//! - `decode_kernel`: `decode_kernel_with` alone on already parsed ops;
+//!   `decode_kernel_structure` — everything the op carries, decoded, without verifying an
+//!   enable approval's signature;
+//! - `decode_op_verified`: the same plus `verify_approval` (Enable digest, ECDSA recovery of the
+//!   approver, comparison with the owner): what the proxy does for an enable op of an account
+//!   whose owner it knows, and what `explain::decode_op_with` does before building its view;
+//! - `decode_kernel`: `decode_kernel_structure` alone on already parsed ops;
 //! - `enable_parts`: the pieces of the enable op, to see what dominates.
 //!
 //! The decoder gets the chain id, the account's Kernel release and the root validator's owner,
-//! as a proxy that knows them (from chain state or its permission registry) passes them: the
-//! enable op then has its Enable digest computed and its approver recovered (secp256k1). With
-//! the chain id alone (what `opgate decode` passes), a non-deploying enable op has neither.
+//! as a proxy that knows them (from chain state or its permission registry) passes them.
 //!
 //! Run: `cargo bench --bench decode` (or `scripts/bench-decode.sh`); figures in BENCHMARKS.md.
 
@@ -26,7 +28,7 @@ use alloy_primitives::{Address, Bytes, B256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opgate::decode::ecdsa::recover;
 use opgate::decode::enable::{enable_digest, EnableDomain, KernelVersion};
-use opgate::decode::{decode_kernel_with, DecodeOptions, KernelDecoded};
+use opgate::decode::{decode_kernel_structure, decode_kernel_with, DecodeOptions, KernelDecoded};
 use opgate::userop::{parse_user_operation_for, UserOperation};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -75,7 +77,8 @@ impl Input {
             init_code,
         };
         // Measure what the tests check: the op decodes without errors, the enable op approved.
-        let d = input.decode_parsed(&input.opts);
+        let mut d = input.decode_parsed(&input.opts);
+        d.verify_approval(&input.opts);
         assert!(d.errors.is_empty(), "{name}: {:?}", d.errors);
         if label == "enable" {
             let e = d.enable.as_ref().expect("enable data");
@@ -87,9 +90,9 @@ impl Input {
         input
     }
 
-    /// `decode_kernel_with` on the parsed op.
+    /// `decode_kernel_structure` on the parsed op.
     fn decode_parsed(&self, opts: &DecodeOptions) -> KernelDecoded {
-        decode_kernel_with(
+        decode_kernel_structure(
             self.op.sender(),
             self.op.nonce(),
             self.op.call_data(),
@@ -102,6 +105,26 @@ impl Input {
 
 /// The whole per-op decode: RPC JSON → UserOperation → userOpHash → Kernel decoder.
 fn decode_op(raw: &RawValue, entry_point: Address, chain_id: u64, opts: &DecodeOptions) -> (B256, KernelDecoded) {
+    let op = parse_user_operation_for(raw, entry_point).expect("a valid op");
+    let hash = op.hash(entry_point, chain_id).expect("userOpHash");
+    let decoded = decode_kernel_structure(
+        op.sender(),
+        op.nonce(),
+        op.call_data(),
+        op.signature(),
+        &op.init_code(),
+        opts,
+    );
+    (hash, decoded)
+}
+
+/// [`decode_op`] with the enable approval verified.
+fn decode_op_verified(
+    raw: &RawValue,
+    entry_point: Address,
+    chain_id: u64,
+    opts: &DecodeOptions,
+) -> (B256, KernelDecoded) {
     let op = parse_user_operation_for(raw, entry_point).expect("a valid op");
     let hash = op.hash(entry_point, chain_id).expect("userOpHash");
     let decoded = decode_kernel_with(
@@ -130,6 +153,17 @@ fn bench_decode_op(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_decode_op_verified(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode_op_verified");
+    g.throughput(Throughput::Elements(1));
+    for input in inputs() {
+        g.bench_function(input.label, |b| {
+            b.iter(|| decode_op_verified(black_box(&input.raw), input.entry_point, input.chain_id, &input.opts))
+        });
+    }
+    g.finish();
+}
+
 fn bench_decode_kernel(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_kernel");
     g.throughput(Throughput::Elements(1));
@@ -141,7 +175,9 @@ fn bench_decode_kernel(c: &mut Criterion) {
 
 fn bench_enable_parts(c: &mut Criterion) {
     let input = Input::load("enable", "call-equal-enable-k031");
-    let decoded = input.decode_parsed(&input.opts);
+    let structure = input.decode_parsed(&input.opts);
+    let mut decoded = structure.clone();
+    decoded.verify_approval(&input.opts);
     let enable = decoded.enable.expect("enable data");
     let digest = enable.digest.expect("digest");
     let vid = enable.validation_id.expect("validation id");
@@ -164,24 +200,35 @@ fn bench_enable_parts(c: &mut Criterion) {
     g.bench_function("ecdsa_recover", |b| {
         b.iter(|| recover(black_box(&digest), &enable.data.enable_sig))
     });
-    // The decoder without the approval: no release and no owner, so no digest, no recovery.
-    let no_approval = DecodeOptions {
-        chain_id: Some(input.chain_id),
-        ..Default::default()
-    };
-    g.bench_function("decode_kernel_without_approval", |b| {
-        b.iter(|| black_box(&input).decode_parsed(&no_approval))
+    g.bench_function("verify_approval", |b| {
+        b.iter(|| {
+            let mut d = black_box(&structure).clone();
+            d.verify_approval(&input.opts);
+            d
+        })
     });
-    // The owner known but not the release: the decoder tries each release until one matches.
+    g.bench_function("clone_decoded", |b| b.iter(|| black_box(&structure).clone()));
+    // The owner known but not the release: each release is tried until one matches.
     let release_unknown = DecodeOptions {
         kernel_version: None,
         ..input.opts.clone()
     };
-    g.bench_function("decode_kernel_release_inferred", |b| {
-        b.iter(|| black_box(&input).decode_parsed(&release_unknown))
+    let unknown = input.decode_parsed(&release_unknown);
+    g.bench_function("verify_approval_release_inferred", |b| {
+        b.iter(|| {
+            let mut d = black_box(&unknown).clone();
+            d.verify_approval(&release_unknown);
+            d
+        })
     });
     g.finish();
 }
 
-criterion_group!(benches, bench_decode_op, bench_decode_kernel, bench_enable_parts);
+criterion_group!(
+    benches,
+    bench_decode_op,
+    bench_decode_op_verified,
+    bench_decode_kernel,
+    bench_enable_parts
+);
 criterion_main!(benches);

@@ -80,6 +80,9 @@ pub struct EnableInfo {
     /// Whether the approver is the known root owner (and, for the Merkle form, the digest is
     /// under the signed root); `None` when either cannot be told.
     pub approved: Option<bool>,
+    /// Whether [`KernelDecoded::verify_approval`] has run.
+    #[serde(skip)]
+    pub approval_checked: bool,
 }
 
 /// A part that could not be decoded.
@@ -158,8 +161,26 @@ pub fn decode_kernel(
     )
 }
 
-/// Decodes a Kernel UserOperation's parts, with what the op itself does not carry in `opts`.
+/// Decodes a Kernel UserOperation's parts, with what the op itself does not carry in `opts`,
+/// and verifies an enable-mode op's approval ([`KernelDecoded::verify_approval`]).
 pub fn decode_kernel_with(
+    sender: Address,
+    nonce: U256,
+    call_data: &[u8],
+    signature: &[u8],
+    init_code: &[u8],
+    opts: &DecodeOptions,
+) -> KernelDecoded {
+    let mut out = decode_kernel_structure(sender, nonce, call_data, signature, init_code, opts);
+    out.verify_approval(opts);
+    out
+}
+
+/// Decodes a Kernel UserOperation's parts without verifying an enable-mode op's approval: the
+/// Enable digest, the Merkle proof check and the approver are left unset until
+/// [`KernelDecoded::verify_approval`] runs. Everything else [`decode_kernel_with`] reports is
+/// decoded, the Merkle root of a multi-chain approval included.
+pub fn decode_kernel_structure(
     sender: Address,
     nonce: U256,
     call_data: &[u8],
@@ -225,16 +246,7 @@ pub fn decode_kernel_with(
                 }
                 ValidationType::Root => {}
             }
-            let info = enable_info(
-                sender,
-                &n,
-                enable,
-                validator,
-                out.deployment.as_ref(),
-                opts,
-                &mut errors,
-            );
-            out.enable = Some(info);
+            out.enable = Some(enable_info(&n, enable, validator, out.deployment.as_ref(), opts));
         }
     }
     out.stub = detect_stub(&user_op_sig);
@@ -273,79 +285,122 @@ impl Errors {
     }
 }
 
+/// The enable part as read from the op: everything but the approval.
 fn enable_info(
-    sender: Address,
     n: &KernelNonce,
     data: EnableData,
     validator: Option<RootValidator>,
     deployment: Option<&Deployment>,
     opts: &DecodeOptions,
-    errors: &mut Errors,
 ) -> EnableInfo {
     let root = deployment.and_then(|d| d.root_validator.clone());
-    let owner = opts.root_owner.or_else(|| root.as_ref().and_then(|r| r.owner));
-    let current = opts.current_nonce.unwrap_or(1);
-    let vnonce = opts.validation_nonce.unwrap_or(0);
-    let chain_id = if data.replayable { Some(0) } else { opts.chain_id };
-    let mut version = opts
+    let version = opts
         .kernel_version
         .or_else(|| deployment.and_then(|d| d.kernel_version));
-    if let (None, Some(chain), Some(owner), Some(vid)) = (version, chain_id, owner, n.validation_id) {
-        version = verify_enable(sender, chain, vid, &data, current, vnonce, owner).map(|v| v.version);
-    }
-    let digest_nonce = version.map(|v| v.digest_nonce(current, vnonce));
-    let digest = match (version, chain_id, n.validation_id, digest_nonce) {
-        (Some(version), Some(chain_id), Some(vid), Some(nonce)) => Some(enable_digest(
-            &EnableDomain {
-                account: sender,
-                chain_id,
-                version,
-            },
-            vid,
-            nonce,
-            &data,
-        )),
+    let digest_nonce =
+        version.map(|v| v.digest_nonce(opts.current_nonce.unwrap_or(1), opts.validation_nonce.unwrap_or(0)));
+    let merkle_root = match decode_multichain_signature(&data.enable_sig, false) {
+        Ok(MultiChainSignature::Merkle { merkle_root, .. }) => Some(merkle_root),
         _ => None,
     };
-    let mut info = EnableInfo {
+    EnableInfo {
         validation_id: n.validation_id,
         validator,
-        root_validator: root.clone(),
-        multichain: false,
-        merkle_root: None,
+        root_validator: root,
+        multichain: merkle_root.is_some(),
+        merkle_root,
         merkle_proof_valid: None,
         kernel_version: version,
         digest_nonce,
-        digest,
+        digest: None,
         approver: None,
         approver_scheme: None,
         approved: None,
+        approval_checked: false,
         data,
-    };
-    let found = if root.as_ref().is_some_and(|r| r.kind == RootKind::Permission) {
-        permission_root_approver(&info.data.enable_sig, digest, owner)
-    } else {
-        decode_multichain_signature(&info.data.enable_sig, false).and_then(|form| {
-            if let MultiChainSignature::Merkle { merkle_root, proof, .. } = &form {
-                info.multichain = true;
-                info.merkle_root = Some(*merkle_root);
-                info.merkle_proof_valid = digest.map(|d| verify_merkle_proof(d, proof, *merkle_root));
-            }
-            approver(&form, digest, owner)
-        })
-    };
-    if let Some(Some((addr, scheme))) = errors.ok("approval", found) {
-        info.approver = Some(addr);
-        info.approver_scheme = Some(scheme);
-        info.approved = match (owner, info.multichain, info.merkle_proof_valid) {
-            (None, ..) => None,
-            // A root signature proves nothing about this op until the proof is checked.
-            (Some(_), true, None) => None,
-            (Some(o), true, Some(valid)) => Some(valid && o == addr),
-            (Some(o), false, _) => Some(o == addr),
-        };
     }
-    info
+}
+
+impl KernelDecoded {
+    /// Verifies an enable-mode op's approval: computes the Enable digest, checks a multi-chain
+    /// Merkle proof, recovers the approver and compares it with the root owner, filling the
+    /// approval fields of [`KernelDecoded::enable`]. A failure to recover is reported under the
+    /// `approval` part. Does nothing for other ops, or when called again.
+    ///
+    /// This is the expensive part of decoding an enable-mode op — one secp256k1 recovery, or
+    /// up to eight when the Kernel release must be inferred — so [`decode_kernel_structure`]
+    /// leaves it out and callers that do not need the approval skip it.
+    pub fn verify_approval(&mut self, opts: &DecodeOptions) {
+        let sender = self.sender;
+        let Some(info) = self.enable.as_mut() else {
+            return;
+        };
+        if info.approval_checked {
+            return;
+        }
+        info.approval_checked = true;
+        let root = info.root_validator.as_ref();
+        let owner = opts.root_owner.or_else(|| root.and_then(|r| r.owner));
+        let current = opts.current_nonce.unwrap_or(1);
+        let vnonce = opts.validation_nonce.unwrap_or(0);
+        let chain_id = if info.data.replayable { Some(0) } else { opts.chain_id };
+        if let (None, Some(chain), Some(owner), Some(vid)) = (info.kernel_version, chain_id, owner, info.validation_id)
+        {
+            if let Some(found) = verify_enable(sender, chain, vid, &info.data, current, vnonce, owner) {
+                info.kernel_version = Some(found.version);
+                info.digest_nonce = Some(found.nonce);
+            }
+        }
+        info.digest = match (info.kernel_version, chain_id, info.validation_id, info.digest_nonce) {
+            (Some(version), Some(chain_id), Some(vid), Some(nonce)) => Some(enable_digest(
+                &EnableDomain {
+                    account: sender,
+                    chain_id,
+                    version,
+                },
+                vid,
+                nonce,
+                &info.data,
+            )),
+            _ => None,
+        };
+        let digest = info.digest;
+        let found = if root.is_some_and(|r| r.kind == RootKind::Permission) {
+            permission_root_approver(&info.data.enable_sig, digest, owner)
+        } else {
+            decode_multichain_signature(&info.data.enable_sig, false).and_then(|form| {
+                if let MultiChainSignature::Merkle { merkle_root, proof, .. } = &form {
+                    info.merkle_proof_valid = digest.map(|d| verify_merkle_proof(d, proof, *merkle_root));
+                }
+                approver(&form, digest, owner)
+            })
+        };
+        match found {
+            Ok(Some((addr, scheme))) => {
+                info.approver = Some(addr);
+                info.approver_scheme = Some(scheme);
+                info.approved = match (owner, info.multichain, info.merkle_proof_valid) {
+                    (None, ..) => None,
+                    // A root signature proves nothing about this op until the proof is checked.
+                    (Some(_), true, None) => None,
+                    (Some(o), true, Some(valid)) => Some(valid && o == addr),
+                    (Some(o), false, _) => Some(o == addr),
+                };
+            }
+            Ok(None) => {}
+            Err(error) => {
+                // The root validator reverts on a signature it cannot recover, so with the
+                // owner known the approval has failed; without it the chain decides.
+                if owner.is_some() {
+                    info.approved = Some(false);
+                }
+                self.errors.push(PartError {
+                    part: "approval",
+                    error,
+                });
+            }
+        }
+    }
 }
 
 /// A permission root signs enable data with the permission-signature layout; with an ECDSA

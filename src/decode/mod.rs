@@ -18,7 +18,8 @@
 //! - [`init`]: what an initCode deploys ([`decode_init_code`]).
 //! - [`stub`]: SDK stub signatures ([`detect_stub`]).
 //! - [`ecdsa`]: signer recovery, raw and EIP-191.
-//! - [`kernel`]: [`decode_kernel`] / [`decode_kernel_with`], all of the above for one op.
+//! - [`kernel`]: [`decode_kernel`] / [`decode_kernel_with`], all of the above for one op;
+//!   [`decode_kernel_structure`] without the enable approval's ECDSA recovery.
 //!
 //! Decoding never panics, never reads outside its input and never allocates by an unchecked
 //! length; what it cannot decode is a [`DecodeError`] naming the structure and byte range.
@@ -48,7 +49,7 @@ pub use enable::{
 };
 pub use error::DecodeError;
 pub use init::{decode_init_code, Deployment, RootValidator};
-pub use kernel::{decode_kernel, decode_kernel_with, DecodeOptions, KernelDecoded};
+pub use kernel::{decode_kernel, decode_kernel_structure, decode_kernel_with, DecodeOptions, KernelDecoded};
 pub use multichain::{decode_multichain_signature, verify_merkle_proof, MultiChainSignature};
 pub use nonce::{decode_nonce, decode_nonce_bytes, KernelNonce, ValidationMode, ValidationType};
 pub use permission::{decode_permission_data, Permission, Signer, SignerKind};

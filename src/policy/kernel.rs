@@ -306,10 +306,20 @@ fn enable_approval(k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejecti
             Reason::InvalidSignature,
             SESSION,
             "enable.signature",
-            format!(
-                "the enable data is not signed by the account's root validator owner (recovered {})",
-                e.approver.map(hex_addr).unwrap_or_else(|| "nothing".into())
-            ),
+            match e.approver {
+                Some(a) => format!(
+                    "the enable data is not signed by the account's root validator owner (recovered {})",
+                    hex_addr(a)
+                ),
+                None => format!(
+                    "the enable signature cannot be recovered: {}",
+                    k.errors
+                        .iter()
+                        .find(|e| e.part == "approval")
+                        .map(|e| e.error.to_string())
+                        .unwrap_or_else(|| "no signer".into())
+                ),
+            },
         )),
         Some(true) => {
             ev.pass(SESSION, "enable.signature");

@@ -15,6 +15,7 @@
 //! - `factory` also accepts the two-byte EIP-7702 marker `0x7702`, which SDKs send for 7702
 //!   accounts; it is read as the 20-byte marker `0x7702000…0`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -268,7 +269,10 @@ impl RpcUserOperationV07 {
             paymaster_post_op_gas_limit: m.optional("paymasterPostOpGasLimit", parse_quantity)?,
             paymaster_data: m.optional("paymasterData", parse_bytes)?,
             signature: m.required("signature", parse_bytes)?,
-            eip7702_auth: m.take("eip7702Auth").map(Eip7702Auth::from_json).transpose()?,
+            eip7702_auth: m
+                .take("eip7702Auth")
+                .map(|raw| Eip7702Auth::from_json(raw.to_owned()))
+                .transpose()?,
             extra: m.into_extra(),
         })
     }
@@ -282,12 +286,14 @@ fn parse_factory(s: &str) -> Result<Address, FieldError> {
     parse_address(s)
 }
 
-/// A JSON object's members by key, each key present once.
-struct Members(BTreeMap<String, Box<RawValue>>);
+/// A JSON object's members by key, each key present once, borrowed from the request text: a
+/// member's bytes are copied once, when its hex is decoded (or, for a member kept verbatim,
+/// when it moves into [`ExtraFields`]).
+struct Members<'a>(BTreeMap<Cow<'a, str>, &'a RawValue>);
 
-impl Members {
-    fn parse(raw: &RawValue) -> Result<Self, UserOpError> {
-        let list: MemberList = serde_json::from_str(raw.get()).map_err(|e| {
+impl<'a> Members<'a> {
+    fn parse(raw: &'a RawValue) -> Result<Self, UserOpError> {
+        let list: MemberList<'a> = serde_json::from_str(raw.get()).map_err(|e| {
             if raw.get().trim_start().starts_with('{') {
                 UserOpError::InvalidJson { reason: e.to_string() }
             } else {
@@ -305,16 +311,13 @@ impl Members {
     }
 
     /// Removes member `key`; `null` counts as absent.
-    fn take(&mut self, key: &str) -> Option<Box<RawValue>> {
+    fn take(&mut self, key: &str) -> Option<&'a RawValue> {
         self.0.remove(key).filter(|v| !is_null(v))
     }
 
-    fn take_str(&mut self, field: &'static str) -> Result<Option<String>, UserOpError> {
+    fn take_str(&mut self, field: &'static str) -> Result<Option<Cow<'a, str>>, UserOpError> {
         self.take(field)
-            .map(|raw| {
-                serde_json::from_str::<String>(raw.get())
-                    .map_err(|_| UserOpError::invalid(field, FieldError::NotAString))
-            })
+            .map(|raw| json_str(raw).ok_or_else(|| UserOpError::invalid(field, FieldError::NotAString)))
             .transpose()
     }
 
@@ -342,7 +345,48 @@ impl Members {
     }
 
     fn into_extra(self) -> ExtraFields {
-        ExtraFields(self.0)
+        ExtraFields(
+            self.0
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+}
+
+/// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Text<'_>>(raw.get()).ok().map(|t| t.0)
+}
+
+/// A string borrowed from the input when it can be (serde's `Cow<str>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -352,30 +396,28 @@ fn is_null(raw: &RawValue) -> bool {
 
 /// `null`, or a hex string with no non-zero digit (`0x`, `0x0`, `0x000…`).
 fn is_empty_value(raw: &RawValue) -> bool {
-    is_null(raw)
-        || serde_json::from_str::<String>(raw.get())
-            .is_ok_and(|s| s.strip_prefix("0x").is_some_and(|d| d.bytes().all(|b| b == b'0')))
+    is_null(raw) || json_str(raw).is_some_and(|s| s.strip_prefix("0x").is_some_and(|d| d.bytes().all(|b| b == b'0')))
 }
 
 /// Object members in the order sent, duplicates included.
-struct MemberList(Vec<(String, Box<RawValue>)>);
+struct MemberList<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for MemberList {
+impl<'de> Deserialize<'de> for MemberList<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ListVisitor;
 
         impl<'de> Visitor<'de> for ListVisitor {
-            type Value = MemberList;
+            type Value = MemberList<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MemberList, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MemberList<'de>, A::Error> {
                 let mut members = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = map.next_value::<Box<RawValue>>()?;
-                    members.push((key, value));
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    let value = map.next_value::<&'de RawValue>()?;
+                    members.push((key.0, value));
                 }
                 Ok(MemberList(members))
             }

@@ -4,7 +4,9 @@
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolValue;
-use opgate::decode::{decode_kernel_with, signature::REPLAYABLE_MAGIC, DecodeError, DecodeOptions, KernelVersion};
+use opgate::decode::{
+    decode_kernel_structure, decode_kernel_with, signature::REPLAYABLE_MAGIC, DecodeError, DecodeOptions, KernelVersion,
+};
 
 use crate::fixtures::{addr, key, sign, vector, OpParts};
 
@@ -227,4 +229,74 @@ fn merkle_approval_needs_the_digest() {
         (info.approver, info.merkle_proof_valid, info.approved),
         (Some(owner), None, None)
     );
+}
+
+#[test]
+fn approval_is_verified_separately_with_the_same_result() {
+    // The structural decode leaves the approval for `verify_approval`; together they report
+    // exactly what the one-call decode reports, for every recorded enable op, whether the
+    // owner is known or not.
+    let mut checked = 0;
+    for (name, v) in crate::fixtures::vectors() {
+        let op = OpParts::of(&v);
+        let owner = v["rootValidator"]["owner"].as_str().map(|o| o.parse().unwrap());
+        for root_owner in [None, owner] {
+            let opts = DecodeOptions {
+                chain_id: Some(31337),
+                root_owner,
+                ..Default::default()
+            };
+            let full = decode_kernel_with(op.sender, op.nonce, &op.call_data, &op.signature, &op.init_code, &opts);
+            let mut parts =
+                decode_kernel_structure(op.sender, op.nonce, &op.call_data, &op.signature, &op.init_code, &opts);
+            if let Some(e) = &parts.enable {
+                assert_eq!(
+                    (e.digest, e.approver, e.approved, e.merkle_proof_valid),
+                    (None, None, None, None),
+                    "{name}: nothing verified yet"
+                );
+                checked += 1;
+            }
+            parts.verify_approval(&opts);
+            assert_eq!(parts, full, "{name}");
+            parts.verify_approval(&opts);
+            assert_eq!(parts, full, "{name}: verifying twice changes nothing");
+        }
+    }
+    assert!(checked >= 10, "only {checked} enable decodes");
+}
+
+#[test]
+fn an_unrecoverable_approval_fails_when_the_owner_is_known() {
+    // Kernel's ECDSA validator reverts on a signature it cannot recover, so with the owner
+    // known such an approval is refused, not left for the chain.
+    let v = vector("call-equal-enable-k031");
+    let op = OpParts::of(&v);
+    let e = opgate::decode::decode_enable_signature(&op.signature).unwrap();
+    let mut bad = e.enable_sig.to_vec();
+    bad[64] = 29; // no such recovery id
+    let tuple = (
+        e.validator_data.clone(),
+        e.hook_data.clone(),
+        e.selector_data.clone(),
+        Bytes::from(bad),
+        e.user_op_sig.clone(),
+    );
+    let sig = [e.hook.as_slice(), &tuple.abi_encode_params()].concat();
+    let owner = addr(&v["rootValidator"]["owner"]);
+    let with_owner = DecodeOptions {
+        chain_id: Some(31337),
+        kernel_version: Some(KernelVersion::V3_1),
+        root_owner: Some(owner),
+        ..Default::default()
+    };
+    let d = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &with_owner);
+    assert_eq!(d.enable.as_ref().unwrap().approved, Some(false));
+    assert_eq!(d.errors.iter().map(|e| e.part).collect::<Vec<_>>(), ["approval"]);
+    let without_owner = DecodeOptions {
+        root_owner: None,
+        ..with_owner
+    };
+    let d = decode_kernel_with(op.sender, op.nonce, &op.call_data, &sig, &[], &without_owner);
+    assert_eq!(d.enable.as_ref().unwrap().approved, None);
 }
