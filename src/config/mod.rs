@@ -11,11 +11,13 @@ pub mod units;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use raw::{RawConfig, RawSimulation, RawUpstream};
+use raw::{RawConfig, RawSimulation, RawTls, RawUpstream};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
 pub use env::expand as expand_env;
@@ -264,6 +266,24 @@ pub const DEFAULT_SIM_BUNDLER: Address = alloy_primitives::address!("a0Ee7A142d2
 const DEFAULT_SIM_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_SIM_MAX_CONCURRENT: u32 = 64;
 
+/// `[tls]`: certificate authorities trusted for https upstreams besides the public web roots.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The PEM file given (`[tls] ca_file` or `--tls-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// Its certificates, each checked to be usable as a trust anchor.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca_file", &self.ca_file)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish()
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -275,6 +295,8 @@ pub struct Config {
     pub methods: MethodRules,
     /// Timeout for establishing an upstream connection.
     pub connect_timeout: Duration,
+    /// Extra trusted certificate authorities for outbound https.
+    pub tls: TlsConfig,
     /// Chains served; never empty.
     pub chains: Vec<ChainConfig>,
     /// Usage counters and the permission registry.
@@ -302,6 +324,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--node`: the node of the chain given by `--chain-id` (or of the only chain).
     pub node: Option<String>,
+    /// `--tls-ca-file`: replaces `[tls] ca_file`.
+    pub tls_ca_file: Option<String>,
 }
 
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -510,6 +534,7 @@ impl Config {
             chains[i].simulation = simulation(&key, Some(node), raw_sim)?;
         }
 
+        let tls = tls(&raw.tls, ov.tls_ca_file.as_deref())?;
         let store = policy::store(&raw.store)?;
         let session = policy::session(&raw.session)?;
         let admin = policy::admin(&raw.admin)?;
@@ -532,6 +557,7 @@ impl Config {
             log_format,
             methods,
             connect_timeout,
+            tls,
             chains,
             store,
             session,
@@ -553,6 +579,32 @@ fn duration(key: &str, value: &Option<String>, default: Duration) -> Result<Dura
             Ok(d)
         }
     }
+}
+
+/// `[tls]` (or `--tls-ca-file`): the PEM file's certificates, read and checked now so that a bad
+/// file stops start-up (and `check-config`) instead of failing every https call.
+fn tls(raw: &RawTls, flag: Option<&str>) -> Result<TlsConfig, ConfigError> {
+    let (key, path) = match (flag, &raw.ca_file) {
+        (Some(path), _) => ("--tls-ca-file", path.to_string()),
+        (None, Some(path)) => ("tls.ca_file", env::expand(path).map_err(|m| invalid("tls.ca_file", m))?),
+        (None, None) => return Ok(TlsConfig::default()),
+    };
+    let path = PathBuf::from(path);
+    let pem = std::fs::read(&path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, format!("{}: not PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{} holds no `BEGIN CERTIFICATE` block", path.display()),
+        ));
+    }
+    crate::outbound::tls_config(&certs).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    Ok(TlsConfig {
+        ca_file: Some(path),
+        extra_roots: certs,
+    })
 }
 
 /// `node` and `[chains.simulation]` of one chain; `None` without a node.
@@ -771,6 +823,34 @@ mod tests {
         assert!(rules.allows("debug_bundler_dumpMempool"));
         assert!(!rules.allows("debug_bundler_clearState"));
         assert!(!rules.allows("pimlico_x"));
+    }
+
+    #[test]
+    fn the_ca_file_flag_replaces_the_file_key() {
+        let text = "[tls]\nca_file = \"/nonexistent/a.pem\"\n[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
+        match Config::from_toml(text, &Overrides::default()) {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "tls.ca_file");
+                assert!(message.contains("cannot read /nonexistent/a.pem"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let ov = Overrides {
+            tls_ca_file: Some("/nonexistent/b.pem".into()),
+            ..Default::default()
+        };
+        match Config::from_toml(text, &ov) {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "--tls-ca-file");
+                assert!(message.contains("b.pem"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
+        assert_eq!(
+            Config::from_toml(plain, &Overrides::default()).unwrap().tls,
+            TlsConfig::default()
+        );
     }
 
     #[test]

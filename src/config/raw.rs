@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) upstream_defaults: RawUpstreamDefaults,
     #[serde(default)]
+    pub(crate) tls: RawTls,
+    #[serde(default)]
     pub(crate) chains: Vec<RawChain>,
     #[serde(default)]
     pub(crate) store: RawStore,
@@ -170,6 +172,12 @@ pub(crate) struct RawMethods {
 pub(crate) struct RawUpstreamDefaults {
     pub(crate) timeout: Option<String>,
     pub(crate) connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
