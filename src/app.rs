@@ -72,7 +72,7 @@ impl App {
             metrics: metrics.decisions(),
         });
         let max_response = config.server.max_response_body_bytes as usize;
-        // One client for every upstream: one TLS setup, one connection pool.
+        // One client for every upstream and node: one TLS setup, one connection pool.
         let client = crate::outbound::client(&config.tls.extra_roots, config.connect_timeout)?;
         let mut chains = Vec::with_capacity(config.chains.len());
         for chain in &config.chains {
@@ -100,7 +100,12 @@ impl App {
                 metrics: chain_metrics,
                 gate: gate.clone(),
                 simulator: match (&chain.simulation, id) {
-                    (Some(sim), Some(id)) => Some(Simulator::new(sim.clone(), id, tokio::runtime::Handle::current())),
+                    (Some(sim), Some(id)) => Some(Simulator::with_client(
+                        sim.clone(),
+                        id,
+                        tokio::runtime::Handle::current(),
+                        client.clone(),
+                    )),
                     _ => None,
                 },
             }));

@@ -59,7 +59,7 @@ struct ServeArgs {
     /// simulation of every operation against its state.
     #[arg(long, value_name = "URL")]
     node: Option<String>,
-    /// PEM file of certificate authorities trusted for https upstreams, besides the
+    /// PEM file of certificate authorities trusted for https upstreams and nodes, besides the
     /// public web roots (replaces `[tls] ca_file`).
     #[arg(long, env = "OPGATE_TLS_CA_FILE", value_name = "FILE")]
     tls_ca_file: Option<String>,

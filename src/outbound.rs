@@ -1,8 +1,9 @@
-//! Outbound HTTP(S): the one client opgate sends with to upstream bundlers ([`crate::relay`]).
+//! Outbound HTTP(S): the one client opgate sends with, to upstream bundlers ([`crate::relay`]) and
+//! to chain nodes ([`crate::sim`]).
 //!
 //! TLS is rustls with the ring provider. The trusted roots are the public web roots compiled in
 //! (webpki-roots: the host's certificate store plays no part, so a container needs none) plus the
-//! certificates of `[tls] ca_file`, for bundlers behind a private CA. HTTP/1.1, with
+//! certificates of `[tls] ca_file`, for bundlers and nodes behind a private CA. HTTP/1.1, with
 //! connections pooled per host.
 
 use std::time::Duration;

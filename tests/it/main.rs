@@ -22,6 +22,7 @@ mod policy_vectors;
 mod proxy;
 mod serialized_permissions;
 mod sim;
+mod sim_tls;
 mod store;
 mod userop_proptest;
 mod userop_vectors;
