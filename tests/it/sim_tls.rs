@@ -1,7 +1,8 @@
 //! Simulation against an https node: a TLS server on 127.0.0.1, with certificates made for the test
 //! by rcgen, stands in for a hosted node (an API key in the URL path, another in a header) and
 //! forwards JSON-RPC to the devnet's anvil. opgate trusts its private CA through `[tls] ca_file`;
-//! without it, the certificate is refused and the op is answered `SimulationUnavailable`.
+//! without it, the certificate is refused and the op is answered `SimulationUnavailable`. The same
+//! server, as an https bundler, shows the CA file is trusted for upstreams too.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
