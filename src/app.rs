@@ -27,6 +27,9 @@ pub enum AppError {
     /// An upstream client could not be built.
     #[error(transparent)]
     Relay(#[from] RelayBuildError),
+    /// The outbound HTTPS client could not be built from `[tls]`.
+    #[error(transparent)]
+    Tls(#[from] crate::outbound::TlsError),
     /// The RPC server could not be assembled.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -69,12 +72,14 @@ impl App {
             metrics: metrics.decisions(),
         });
         let max_response = config.server.max_response_body_bytes as usize;
+        // One client for every upstream and node: one TLS setup, one connection pool.
+        let client = crate::outbound::client(&config.tls.extra_roots, config.connect_timeout)?;
         let mut chains = Vec::with_capacity(config.chains.len());
         for chain in &config.chains {
             let id = match chain.id {
                 Some(id) => Some(id),
                 None => {
-                    let probe = Relay::new(&chain.upstreams, config.connect_timeout, max_response, None)?;
+                    let probe = Relay::new(&chain.upstreams, client.clone(), max_response, None)?;
                     ask_chain_id(&probe).await
                 }
             };
@@ -83,7 +88,7 @@ impl App {
             let chain_metrics = metrics.chain(&label, &names);
             let relay = Relay::new(
                 &chain.upstreams,
-                config.connect_timeout,
+                client.clone(),
                 max_response,
                 Some(chain_metrics.clone()),
             )?;
@@ -95,7 +100,12 @@ impl App {
                 metrics: chain_metrics,
                 gate: gate.clone(),
                 simulator: match (&chain.simulation, id) {
-                    (Some(sim), Some(id)) => Some(Simulator::new(sim.clone(), id, tokio::runtime::Handle::current())),
+                    (Some(sim), Some(id)) => Some(Simulator::with_client(
+                        sim.clone(),
+                        id,
+                        tokio::runtime::Handle::current(),
+                        client.clone(),
+                    )),
                     _ => None,
                 },
             }));

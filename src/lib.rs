@@ -10,6 +10,7 @@
 //! - [`chain`]: what opgate holds per served chain.
 //! - [`rpc`]: HTTP server, per-chain routing, the per-call gateway, handlers, JSON-RPC error codes.
 //! - [`relay`]: upstream bundlers — HTTP client, failover, the no-second-send rule.
+//! - [`outbound`]: the HTTP(S) client the relay and the simulator share (rustls, trusted roots).
 //! - [`pipeline`]: the life of an `eth_sendUserOperation`.
 //! - [`store`]: usage counters, reservations, revocations and the permission registry (memory or
 //!   Redis).
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod explain;
+pub mod outbound;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;

@@ -59,6 +59,10 @@ struct ServeArgs {
     /// simulation of every operation against its state.
     #[arg(long, value_name = "URL")]
     node: Option<String>,
+    /// PEM file of certificate authorities trusted for https upstreams and nodes, besides the
+    /// public web roots (replaces `[tls] ca_file`).
+    #[arg(long, env = "OPGATE_TLS_CA_FILE", value_name = "FILE")]
+    tls_ca_file: Option<String>,
     /// Log format: pretty or json [default: pretty]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -131,6 +135,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         chain_id: args.chain_id,
         log_format: args.log_format,
         node: args.node,
+        tls_ca_file: args.tls_ca_file,
     };
     let config = match &args.config {
         Some(path) => Config::load(path, &overrides),

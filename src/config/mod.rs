@@ -11,11 +11,13 @@ pub mod units;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use raw::{RawConfig, RawSimulation, RawUpstream};
+use raw::{RawConfig, RawEndpoint, RawSimulation, RawTls, RawUpstream};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
 pub use env::expand as expand_env;
@@ -230,8 +232,11 @@ pub struct ChainConfig {
 /// `node` and `[chains.simulation]`: how ops on one chain are simulated before they are relayed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimulationConfig {
-    /// The chain's JSON-RPC node (state is read from it).
+    /// The chain's JSON-RPC node (state is read from it): http or https, secrets already
+    /// expanded. `user:password@` in it is sent as HTTP basic auth.
     pub node: Url,
+    /// Extra headers sent with every request to the node (e.g. an API key header).
+    pub node_headers: http::HeaderMap,
     /// What to do when a simulation times out or the node cannot be reached.
     pub on_sim_error: OnError,
     /// Deadline of one simulation, node reads included.
@@ -246,9 +251,10 @@ pub struct SimulationConfig {
 
 impl std::fmt::Debug for SimulationConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The node URL may carry an API key: show only its host.
+        // The node URL and headers may carry an API key: show only the host and header names.
         f.debug_struct("SimulationConfig")
             .field("node_host", &self.node.host_str())
+            .field("node_headers", &self.node_headers.keys().collect::<Vec<_>>())
             .field("on_sim_error", &self.on_sim_error)
             .field("timeout", &self.timeout)
             .field("bundler", &self.bundler)
@@ -264,6 +270,25 @@ pub const DEFAULT_SIM_BUNDLER: Address = alloy_primitives::address!("a0Ee7A142d2
 const DEFAULT_SIM_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_SIM_MAX_CONCURRENT: u32 = 64;
 
+/// `[tls]`: certificate authorities trusted for https upstreams and nodes besides the public web
+/// roots.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The PEM file given (`[tls] ca_file` or `--tls-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// Its certificates, each checked to be usable as a trust anchor.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca_file", &self.ca_file)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish()
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -273,8 +298,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Pass-through allow/deny rules.
     pub methods: MethodRules,
-    /// Timeout for establishing an upstream connection.
+    /// Timeout for establishing an upstream or node connection.
     pub connect_timeout: Duration,
+    /// Extra trusted certificate authorities for outbound https.
+    pub tls: TlsConfig,
     /// Chains served; never empty.
     pub chains: Vec<ChainConfig>,
     /// Usage counters and the permission registry.
@@ -302,10 +329,13 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--node`: the node of the chain given by `--chain-id` (or of the only chain).
     pub node: Option<String>,
+    /// `--tls-ca-file`: replaces `[tls] ca_file`.
+    pub tls_ca_file: Option<String>,
 }
 
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of `upstream_defaults.connect_timeout`, which bounds node connections too.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Config {
     /// Reads, parses and validates a file, then applies `overrides`.
@@ -435,7 +465,7 @@ impl Config {
                 let key = format!("{key}.upstreams[{j}]");
                 upstreams.push(upstream(&key, j, up, upstream_timeout)?);
             }
-            let simulation = simulation(&key, chain.node.as_deref(), &chain.simulation)?;
+            let simulation = simulation(&key, chain.node.as_ref(), &chain.simulation)?;
             chains.push(ChainConfig {
                 id: Some(chain.id),
                 upstreams,
@@ -507,9 +537,10 @@ impl Config {
                 Some(j) => (format!("chains[{j}]"), &raw.chains[j].simulation),
                 None => ("--node".to_string(), &RawSimulation::default()),
             };
-            chains[i].simulation = simulation(&key, Some(node), raw_sim)?;
+            chains[i].simulation = simulation(&key, Some(&RawEndpoint::Url(node.clone())), raw_sim)?;
         }
 
+        let tls = tls(&raw.tls, ov.tls_ca_file.as_deref())?;
         let store = policy::store(&raw.store)?;
         let session = policy::session(&raw.session)?;
         let admin = policy::admin(&raw.admin)?;
@@ -532,6 +563,7 @@ impl Config {
             log_format,
             methods,
             connect_timeout,
+            tls,
             chains,
             store,
             session,
@@ -555,16 +587,69 @@ fn duration(key: &str, value: &Option<String>, default: Duration) -> Result<Dura
     }
 }
 
-/// `node` and `[chains.simulation]` of one chain; `None` without a node.
-fn simulation(key: &str, node: Option<&str>, raw: &RawSimulation) -> Result<Option<SimulationConfig>, ConfigError> {
-    let Some(node) = node else {
-        return Ok(None);
+/// `[tls]` (or `--tls-ca-file`): the PEM file's certificates, read and checked now so that a bad
+/// file stops start-up (and `check-config`) instead of failing every https call.
+fn tls(raw: &RawTls, flag: Option<&str>) -> Result<TlsConfig, ConfigError> {
+    let (key, path) = match (flag, &raw.ca_file) {
+        (Some(path), _) => ("--tls-ca-file", path.to_string()),
+        (None, Some(path)) => ("tls.ca_file", env::expand(path).map_err(|m| invalid("tls.ca_file", m))?),
+        (None, None) => return Ok(TlsConfig::default()),
     };
-    let node_key = format!("{key}.node");
+    let path = PathBuf::from(path);
+    let pem = std::fs::read(&path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, format!("{}: not PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{} holds no `BEGIN CERTIFICATE` block", path.display()),
+        ));
+    }
+    crate::outbound::tls_config(&certs).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    Ok(TlsConfig {
+        ca_file: Some(path),
+        extra_roots: certs,
+    })
+}
+
+/// `node` and `[chains.simulation]` of one chain; `None` without a node.
+fn simulation(
+    key: &str,
+    node: Option<&RawEndpoint>,
+    raw: &RawSimulation,
+) -> Result<Option<SimulationConfig>, ConfigError> {
+    let (node, headers, node_key) = match node {
+        None => return Ok(None),
+        Some(RawEndpoint::Url(url)) => (url, None, format!("{key}.node")),
+        Some(RawEndpoint::Full(t)) => (&t.url, Some(&t.headers), format!("{key}.node.url")),
+    };
     let expanded = env::expand(node).map_err(|m| invalid(&node_key, m))?;
     let node = Url::parse(&expanded).map_err(|e| invalid(&node_key, format!("not a URL: {e}")))?;
     if !matches!(node.scheme(), "http" | "https") || node.host_str().is_none() {
         return Err(invalid(&node_key, "must be an http:// or https:// URL with a host"));
+    }
+    let mut bare = node.clone();
+    let _ = (bare.set_username(""), bare.set_password(None));
+    if bare.as_str().parse::<http::Uri>().is_err() {
+        return Err(invalid(&node_key, "not a URL an HTTP request can be sent to"));
+    }
+    let mut node_headers = http::HeaderMap::new();
+    for (h, v) in headers.into_iter().flatten() {
+        let hkey = format!("{key}.node.headers.{h}");
+        let name = http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| invalid(&hkey, "not a valid header name"))?;
+        let v = env::expand(v).map_err(|m| invalid(&hkey, m))?;
+        let mut value = http::HeaderValue::from_str(&v).map_err(|_| invalid(&hkey, "not a valid header value"))?;
+        value.set_sensitive(true);
+        node_headers.insert(name, value);
+    }
+    if node_headers.contains_key(http::header::AUTHORIZATION)
+        && (!node.username().is_empty() || node.password().is_some())
+    {
+        return Err(invalid(
+            &node_key,
+            "credentials both in the URL (user:password@) and in an Authorization header: keep one",
+        ));
     }
     let key = format!("{key}.simulation");
     let on_sim_error = match &raw.on_sim_error {
@@ -584,6 +669,7 @@ fn simulation(key: &str, node: Option<&str>, raw: &RawSimulation) -> Result<Opti
     };
     Ok(Some(SimulationConfig {
         node,
+        node_headers,
         on_sim_error,
         timeout: duration(&format!("{key}.timeout"), &raw.timeout, DEFAULT_SIM_TIMEOUT)?,
         bundler,
@@ -771,6 +857,60 @@ mod tests {
         assert!(rules.allows("debug_bundler_dumpMempool"));
         assert!(!rules.allows("debug_bundler_clearState"));
         assert!(!rules.allows("pimlico_x"));
+    }
+
+    #[test]
+    fn a_node_takes_headers_and_hides_them() {
+        let text = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n\
+                    [chains.node]\nurl = \"https://n.example/v2/SECRET\"\nheaders = { x-api-key = \"SECRET\" }\n";
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        let s = c.chains[0].simulation.as_ref().unwrap();
+        assert_eq!(s.node.as_str(), "https://n.example/v2/SECRET");
+        assert_eq!(s.node_headers["x-api-key"], "SECRET");
+        assert!(s.node_headers["x-api-key"].is_sensitive());
+        assert!(!format!("{c:?}").contains("SECRET"));
+
+        let bad = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n\
+                   node = { url = \"https://u:p@n\", headers = { authorization = \"Bearer t\" } }\n";
+        match Config::from_toml(bad, &Overrides::default()) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "chains[0].node.url"),
+            other => panic!("{other:?}"),
+        }
+        let bad = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = { url = \"https://n\", headers = { \"a b\" = \"x\" } }\n";
+        match Config::from_toml(bad, &Overrides::default()) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "chains[0].node.headers.a b"),
+            other => panic!("{other:?}"),
+        }
+        let bad = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = { url = \"https://n\", timeout = \"1s\" }\n";
+        assert!(Config::from_toml(bad, &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn the_ca_file_flag_replaces_the_file_key() {
+        let text = "[tls]\nca_file = \"/nonexistent/a.pem\"\n[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
+        match Config::from_toml(text, &Overrides::default()) {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "tls.ca_file");
+                assert!(message.contains("cannot read /nonexistent/a.pem"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let ov = Overrides {
+            tls_ca_file: Some("/nonexistent/b.pem".into()),
+            ..Default::default()
+        };
+        match Config::from_toml(text, &ov) {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "--tls-ca-file");
+                assert!(message.contains("b.pem"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
+        assert_eq!(
+            Config::from_toml(plain, &Overrides::default()).unwrap().tls,
+            TlsConfig::default()
+        );
     }
 
     #[test]

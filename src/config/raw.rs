@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) upstream_defaults: RawUpstreamDefaults,
     #[serde(default)]
+    pub(crate) tls: RawTls,
+    #[serde(default)]
     pub(crate) chains: Vec<RawChain>,
     #[serde(default)]
     pub(crate) store: RawStore,
@@ -172,13 +174,19 @@ pub(crate) struct RawUpstreamDefaults {
     pub(crate) connect_timeout: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) ca_file: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawChain {
     pub(crate) id: u64,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
-    pub(crate) node: Option<String>,
+    pub(crate) node: Option<RawEndpoint>,
     #[serde(default)]
     pub(crate) simulation: RawSimulation,
 }
@@ -202,21 +210,70 @@ pub(crate) enum RawUpstream {
 
 impl<'de> Deserialize<'de> for RawUpstream {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RawUpstream;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an upstream URL string or a table with `url`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawUpstream, E> {
-                Ok(RawUpstream::Url(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawUpstream, A::Error> {
-                RawUpstreamTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawUpstream::Full)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
+        url_or_table(
+            deserializer,
+            "an upstream URL string or a table with `url`",
+            RawUpstream::Url,
+            RawUpstream::Full,
+        )
     }
+}
+
+/// A node is either a bare URL or a table with `url` and `headers`.
+#[derive(Debug)]
+pub(crate) enum RawEndpoint {
+    Url(String),
+    Full(RawEndpointTable),
+}
+
+impl<'de> Deserialize<'de> for RawEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        url_or_table(
+            deserializer,
+            "a node URL string or a table with `url`",
+            RawEndpoint::Url,
+            RawEndpoint::Full,
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpointTable {
+    pub(crate) url: String,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+/// A string or a table `T`, as `url(..)` or `table(..)`.
+fn url_or_table<'de, D, T, V>(
+    deserializer: D,
+    expecting: &'static str,
+    url: fn(String) -> V,
+    table: fn(T) -> V,
+) -> Result<V, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Visitor<T, V> {
+        expecting: &'static str,
+        url: fn(String) -> V,
+        table: fn(T) -> V,
+    }
+    impl<'de, T: Deserialize<'de>, V> serde::de::Visitor<'de> for Visitor<T, V> {
+        type Value = V;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<V, E> {
+            Ok((self.url)(v.to_string()))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<V, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(self.table)
+        }
+    }
+    deserializer.deserialize_any(Visitor { expecting, url, table })
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,18 +19,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::value::RawValue;
 
 pub use envelope::{parse_response, EnvelopeError, UpstreamAnswer, UpstreamRpcError};
 
 use crate::config::UpstreamConfig;
+use crate::outbound::{error_chain, HttpsClient};
 use crate::telemetry::{ChainMetrics, UpstreamMetrics, UpstreamOutcome};
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why one attempt at one upstream produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +103,7 @@ struct Upstream {
 
 /// The upstream bundlers of one chain.
 pub struct Relay {
-    client: HttpClient,
+    client: HttpsClient,
     upstreams: Vec<Upstream>,
     max_response_bytes: usize,
     next_id: AtomicU64,
@@ -133,31 +128,14 @@ pub struct RelayBuildError {
 }
 
 impl Relay {
-    /// Builds a relay over `upstreams` (failover order). `metrics` handles are indexed like
-    /// `upstreams`.
+    /// Builds a relay over `upstreams` (failover order), sending with `client` (see
+    /// [`crate::outbound`]). `metrics` handles are indexed like `upstreams`.
     pub fn new(
         upstreams: &[UpstreamConfig],
-        connect_timeout: Duration,
+        client: HttpsClient,
         max_response_bytes: usize,
         metrics: Option<ChainMetrics>,
     ) -> Result<Self, RelayBuildError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| RelayBuildError {
-                name: "tls".into(),
-                message: e.to_string(),
-            })?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(https);
         let upstreams = upstreams
             .iter()
             .enumerate()
@@ -333,15 +311,4 @@ impl Relay {
             Err(e) => Err(AttemptFailure::BadResponse(e.0)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -34,9 +34,10 @@ use tokio::sync::{Mutex, Semaphore};
 
 pub use effects::{Effects, Execution, Simulation, TokenMove, Validation};
 use inspector::EffectsInspector;
-pub use state::{BlockState, Header, Node, NodeError};
+pub use state::{BlockState, Header, Node, NodeError, NodeTransport};
 
 use crate::config::SimulationConfig;
+use crate::outbound::HttpsClient;
 use crate::userop::UserOperation;
 
 /// A simulation that could not give an answer (the op itself is not at fault).
@@ -87,9 +88,24 @@ pub struct Run {
 }
 
 impl Simulator {
-    /// A simulator for `chain_id`; node reads made on blocking threads run on `handle`.
+    /// A simulator for `chain_id` whose node is trusted on the public web roots alone; node reads
+    /// made on blocking threads run on `handle`.
     pub fn new(config: SimulationConfig, chain_id: u64, handle: tokio::runtime::Handle) -> Self {
-        let node = Arc::new(Node::new(config.node.clone(), handle));
+        let client = crate::outbound::client(&[], crate::config::DEFAULT_CONNECT_TIMEOUT)
+            .expect("ring supports the default TLS versions");
+        Self::with_client(config, chain_id, handle, client)
+    }
+
+    /// [`Simulator::new`] reaching the node through `client` (opgate's outbound client, with the
+    /// configured trusted roots).
+    pub fn with_client(
+        config: SimulationConfig,
+        chain_id: u64,
+        handle: tokio::runtime::Handle,
+        client: HttpsClient,
+    ) -> Self {
+        let transport = NodeTransport::new(&config.node, config.node_headers.clone(), client);
+        let node = Arc::new(Node::new(transport, handle));
         Self {
             slots: Arc::new(Semaphore::new(config.max_concurrent as usize)),
             config,

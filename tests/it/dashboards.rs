@@ -23,6 +23,8 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     decisions.reservation("1", "charged");
     decisions.store_error("reserve", "timeout");
     decisions.store_fallback("1", "allowed");
+    decisions.simulation("1", "ok");
+    decisions.simulation_fallback("1", "allowed");
     metrics
         .registry()
         .gather()
@@ -40,21 +42,30 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
 
 /// The label names a selector `{a="x",b=~"y"}` matches on.
 fn selector_labels(selector: &str) -> Vec<String> {
-    let mut names = Vec::new();
+    selector_matchers(selector).into_iter().map(|(name, _)| name).collect()
+}
+
+/// The label names and quoted values of a selector `{a="x",b=~"y"}`.
+fn selector_matchers(selector: &str) -> Vec<(String, String)> {
+    let mut matchers = Vec::new();
     let mut rest = selector;
     while let Some(op) = rest.find(['=', '!']) {
-        let name = rest[..op].trim().trim_start_matches(',').trim();
-        names.push(name.to_string());
+        let name = rest[..op].trim().trim_start_matches(',').trim().to_string();
         // Skip the operator and the quoted value (which may hold `=`, `,` or escaped quotes).
-        let Some(open) = rest[op..].find('"') else { break };
-        let mut i = op + open + 1;
+        let Some(open) = rest[op..].find('"') else {
+            matchers.push((name, String::new()));
+            break;
+        };
+        let start = op + open + 1;
+        let mut i = start;
         let bytes = rest.as_bytes();
         while i < bytes.len() && bytes[i] != b'"' {
             i += if bytes[i] == b'\\' { 2 } else { 1 };
         }
+        matchers.push((name, rest[start..i.min(rest.len())].to_string()));
         rest = &rest[(i + 1).min(rest.len())..];
     }
-    names
+    matchers
 }
 
 /// Every `opgate_*` name in `text` (histogram series reduced to their family), with the label
@@ -128,7 +139,10 @@ fn dashboards_and_alerts_name_only_exported_metrics() {
 #[test]
 fn the_dashboard_covers_decisions_latency_and_the_store() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
-    let dashboard = std::fs::read_to_string(dir.join("opgate.json")).unwrap();
+    // In JSON the selectors' quotes are escaped.
+    let dashboard = std::fs::read_to_string(dir.join("opgate.json"))
+        .unwrap()
+        .replace("\\\"", "\"");
     let alerts = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
     for (text, file, needles) in [
         (
@@ -141,6 +155,9 @@ fn the_dashboard_covers_decisions_latency_and_the_store() {
                 "opgate_store_errors_total",
                 "opgate_store_fallbacks_total",
                 "sum by (result) (rate(opgate_reservations_total",
+                "sum by (chain, outcome) (rate(opgate_simulations_total",
+                "opgate_stage_duration_seconds_bucket{chain=~\"$chain\",stage=\"simulation\"}",
+                "sum by (chain, action) (rate(opgate_simulation_fallbacks_total",
             ][..],
         ),
         (
@@ -151,6 +168,8 @@ fn the_dashboard_covers_decisions_latency_and_the_store() {
                 "opgate_store_fallbacks_total",
                 "opgate_decisions_total{outcome=\"rejected\"}",
                 "opgate_stage_duration_seconds_bucket",
+                "opgate_simulations_total{outcome=~\"timeout|error\"}",
+                "opgate_stage_duration_seconds_bucket{stage=\"simulation\"}",
             ][..],
         ),
     ] {
@@ -160,6 +179,53 @@ fn the_dashboard_covers_decisions_latency_and_the_store() {
     }
 }
 
+/// Label values that come from a closed set in the code: a selector naming another value matches
+/// nothing, silently (`stage="sim"` instead of `stage="simulation"`).
+fn closed_label_values(label: &str) -> Option<Vec<&'static str>> {
+    match label {
+        "stage" => Some(
+            [Stage::Decode, Stage::Policy, Stage::Sim, Stage::Store, Stage::Upstream]
+                .iter()
+                .map(|s| s.as_str())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn dashboards_and_alerts_select_only_values_the_code_emits() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut checked = 0;
+    for file in ["opgate.json", "alerts.yml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap().replace("\\\"", "\"");
+        let mut rest = text.as_str();
+        while let Some(pos) = rest.find("opgate_") {
+            rest = &rest[pos..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            rest = &rest[end..];
+            let Some(selector) = rest.strip_prefix('{').and_then(|s| s.split_once('}')).map(|(s, _)| s) else {
+                continue;
+            };
+            for (label, value) in selector_matchers(selector) {
+                let Some(known) = closed_label_values(&label) else {
+                    continue;
+                };
+                for alternative in value.split('|') {
+                    assert!(
+                        known.contains(&alternative),
+                        "{file} selects `{label}` = `{alternative}`, which the code never emits: {known:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} label values checked");
+}
+
 #[test]
 fn selectors_are_read_label_by_label() {
     assert_eq!(
@@ -167,6 +233,13 @@ fn selectors_are_read_label_by_label() {
         ["chain", "outcome", "stage"]
     );
     assert!(selector_labels("").is_empty());
+    assert_eq!(
+        selector_matchers(r#"stage=~"decode|policy", chain="1""#),
+        [
+            ("stage".to_string(), "decode|policy".to_string()),
+            ("chain".to_string(), "1".to_string())
+        ]
+    );
     let refs = referenced(r#"rate(opgate_stage_duration_seconds_bucket{stage="store"}[5m]) + opgate_x"#);
     assert_eq!(
         refs["opgate_stage_duration_seconds"],

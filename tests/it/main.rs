@@ -22,6 +22,7 @@ mod policy_vectors;
 mod proxy;
 mod serialized_permissions;
 mod sim;
+mod sim_tls;
 mod sim_versions;
 mod store;
 mod userop_proptest;

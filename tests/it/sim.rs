@@ -185,6 +185,7 @@ fn sign(key: &SigningKey, hash: &B256) -> [u8; 65] {
 pub(crate) fn sim_config(node: &str) -> SimulationConfig {
     SimulationConfig {
         node: node.parse().unwrap(),
+        node_headers: Default::default(),
         on_sim_error: OnError::Reject,
         timeout: Duration::from_secs(10),
         bundler: DEFAULT_SIM_BUNDLER,
