@@ -40,6 +40,23 @@ pub const EIP712_DOMAIN_NAME: &str = "ERC4337";
 /// EIP-712 domain version of EntryPoint v0.8.
 pub const EIP712_DOMAIN_VERSION: &str = "1";
 
+/// `keccak256("ERC4337")`, the hashed EIP-712 domain name.
+const EIP712_DOMAIN_NAME_HASH: B256 = b256!("0x364da28a5c92bcc87fe97c8813a6c6b8a3a049b0ea0a328fcb0b4f0e00337586");
+/// `keccak256("1")`, the hashed EIP-712 domain version.
+const EIP712_DOMAIN_VERSION_HASH: B256 = b256!("0xc89efdaa54c0f20c7adf612882df0950f5a951637e0307cdcb4c672f298b8bc6");
+/// `keccak256("")`.
+const EMPTY_HASH: B256 = b256!("0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
+
+/// `keccak256(bytes)`, with the empty string's hash (most ops' initCode and paymaster data)
+/// taken from a constant.
+fn hash_bytes(bytes: &[u8]) -> B256 {
+    if bytes.is_empty() {
+        EMPTY_HASH
+    } else {
+        keccak256(bytes)
+    }
+}
+
 /// `keccak(abi.encode(inner_hash, entryPoint, chainId))`: the outer step of the v0.6/v0.7 hash.
 fn wrap(inner: B256, entry_point: Address, chain_id: U256) -> B256 {
     keccak256((inner, entry_point, chain_id).abi_encode())
@@ -50,8 +67,8 @@ pub fn eip712_domain_separator(entry_point: Address, chain_id: u64) -> B256 {
     keccak256(
         (
             EIP712_DOMAIN_TYPEHASH,
-            keccak256(EIP712_DOMAIN_NAME),
-            keccak256(EIP712_DOMAIN_VERSION),
+            EIP712_DOMAIN_NAME_HASH,
+            EIP712_DOMAIN_VERSION_HASH,
             U256::from(chain_id),
             entry_point,
         )
@@ -65,14 +82,14 @@ impl UserOperationV06 {
         let inner = (
             self.sender,
             self.nonce,
-            keccak256(&self.init_code),
-            keccak256(&self.call_data),
+            hash_bytes(&self.init_code),
+            hash_bytes(&self.call_data),
             self.call_gas_limit,
             self.verification_gas_limit,
             self.pre_verification_gas,
             self.max_fee_per_gas,
             self.max_priority_fee_per_gas,
-            keccak256(&self.paymaster_and_data),
+            hash_bytes(&self.paymaster_and_data),
         )
             .abi_encode();
         wrap(keccak256(inner), entry_point, U256::from(chain_id))
@@ -87,16 +104,18 @@ impl UserOperationV07 {
             self.sender,
             self.nonce,
             init_code_hash,
-            keccak256(&self.call_data),
+            hash_bytes(&self.call_data),
             self.account_gas_limits(),
             self.pre_verification_gas,
             self.gas_fees(),
-            keccak256(self.paymaster_and_data()),
+            hash_bytes(&self.paymaster_and_data()),
         )
     }
 
     fn v07_formula(&self, entry_point: Address, chain_id: U256) -> B256 {
-        let inner = self.packed_fields_hash_input(keccak256(self.init_code())).abi_encode();
+        let inner = self
+            .packed_fields_hash_input(hash_bytes(&self.init_code()))
+            .abi_encode();
         wrap(keccak256(inner), entry_point, chain_id)
     }
 
@@ -122,7 +141,7 @@ impl UserOperationV07 {
     /// when the delegate is known from chain state.
     pub fn hash_v08(&self, entry_point: Address, chain_id: u64) -> Result<B256, UserOpError> {
         if !self.is_eip7702() {
-            return Ok(self.hash_v08_with_init_code_hash(entry_point, chain_id, keccak256(self.init_code())));
+            return Ok(self.hash_v08_with_init_code_hash(entry_point, chain_id, hash_bytes(&self.init_code())));
         }
         let delegate = self
             .eip7702_auth
@@ -137,7 +156,7 @@ impl UserOperationV07 {
     pub fn hash_v08_with_delegate(&self, entry_point: Address, chain_id: u64, delegate: Address) -> B256 {
         let init_code_hash = match &self.factory {
             Some(f) if f.address == EIP7702_FACTORY_MARKER => keccak256([delegate.as_slice(), &f.data].concat()),
-            _ => keccak256(self.init_code()),
+            _ => hash_bytes(&self.init_code()),
         };
         self.hash_v08_with_init_code_hash(entry_point, chain_id, init_code_hash)
     }
@@ -173,6 +192,14 @@ impl UserOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precomputed_hashes() {
+        assert_eq!(EIP712_DOMAIN_NAME_HASH, keccak256(EIP712_DOMAIN_NAME));
+        assert_eq!(EIP712_DOMAIN_VERSION_HASH, keccak256(EIP712_DOMAIN_VERSION));
+        assert_eq!(EMPTY_HASH, keccak256([]));
+        assert_eq!(hash_bytes(&[1]), keccak256([1]));
+    }
 
     #[test]
     fn type_hashes_match_their_strings() {

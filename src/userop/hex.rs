@@ -34,6 +34,12 @@ pub(crate) fn parse_quantity(s: &str) -> Result<U256, FieldError> {
     if significant.is_empty() {
         return Ok(U256::ZERO);
     }
+    if significant.len() <= 16 {
+        // Gas limits and fees: one machine word.
+        return u64::from_str_radix(significant, 16)
+            .map(U256::from)
+            .map_err(|_| FieldError::InvalidHexDigit);
+    }
     U256::from_str_radix(significant, 16).map_err(|_| FieldError::Overflow { bits: 256 })
 }
 

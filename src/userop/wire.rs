@@ -286,10 +286,13 @@ fn parse_factory(s: &str) -> Result<Address, FieldError> {
     parse_address(s)
 }
 
-/// A JSON object's members by key, each key present once, borrowed from the request text: a
-/// member's bytes are copied once, when its hex is decoded (or, for a member kept verbatim,
-/// when it moves into [`ExtraFields`]).
-struct Members<'a>(BTreeMap<Cow<'a, str>, &'a RawValue>);
+/// A JSON object's members, each key present once, borrowed from the request text: a member's
+/// bytes are copied once, when its hex is decoded (or, for a member kept verbatim, when it moves
+/// into [`ExtraFields`]). An op has a dozen or so members, so a list beats a map.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// Above this many members, duplicates are found with a hash set instead of pairwise.
+const PAIRWISE_DUPLICATE_CHECK: usize = 32;
 
 impl<'a> Members<'a> {
     fn parse(raw: &'a RawValue) -> Result<Self, UserOpError> {
@@ -300,25 +303,24 @@ impl<'a> Members<'a> {
                 UserOpError::NotAnObject
             }
         })?;
-        let mut map = BTreeMap::new();
-        for (key, value) in list.0 {
-            if map.contains_key(&key) {
-                return Err(UserOpError::duplicate(&key));
-            }
-            map.insert(key, value);
+        let members = list.0;
+        // The first key (in the order sent) that an earlier member already used.
+        let duplicate = if members.len() <= PAIRWISE_DUPLICATE_CHECK {
+            (1..members.len()).find(|&i| members[..i].iter().any(|(k, _)| *k == members[i].0))
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            (0..members.len()).find(|&i| !seen.insert(&*members[i].0))
+        };
+        if let Some(i) = duplicate {
+            return Err(UserOpError::duplicate(&members[i].0));
         }
-        Ok(Self(map))
+        Ok(Self(members))
     }
 
     /// Removes member `key`; `null` counts as absent.
     fn take(&mut self, key: &str) -> Option<&'a RawValue> {
-        self.0.remove(key).filter(|v| !is_null(v))
-    }
-
-    fn take_str(&mut self, field: &'static str) -> Result<Option<Cow<'a, str>>, UserOpError> {
-        self.take(field)
-            .map(|raw| json_str(raw).ok_or_else(|| UserOpError::invalid(field, FieldError::NotAString)))
-            .transpose()
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.swap_remove(i).1).filter(|v| !is_null(v))
     }
 
     fn optional<T>(
@@ -326,9 +328,23 @@ impl<'a> Members<'a> {
         field: &'static str,
         parse: fn(&str) -> Result<T, FieldError>,
     ) -> Result<Option<T>, UserOpError> {
-        self.take_str(field)?
-            .map(|s| parse(&s).map_err(|reason| UserOpError::invalid(field, reason)))
-            .transpose()
+        let Some(raw) = self.take(field) else {
+            return Ok(None);
+        };
+        // `raw` is valid JSON, so a string is its text between the quotes unless it has
+        // escapes; the hex forms never contain a backslash, so parsing that text either gives
+        // the value or fails, and only a failure with a backslash needs the unescaped string.
+        if let Some(inner) = raw.get().strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            match parse(inner) {
+                Ok(v) => return Ok(Some(v)),
+                Err(reason) if !inner.contains('\\') => return Err(UserOpError::invalid(field, reason)),
+                Err(_) => {}
+            }
+        }
+        let text = json_str(raw).ok_or_else(|| UserOpError::invalid(field, FieldError::NotAString))?;
+        parse(&text)
+            .map(Some)
+            .map_err(|reason| UserOpError::invalid(field, reason))
     }
 
     fn required<T>(&mut self, field: &'static str, parse: fn(&str) -> Result<T, FieldError>) -> Result<T, UserOpError> {
@@ -337,7 +353,7 @@ impl<'a> Members<'a> {
 
     fn reject_foreign(&self, fields: &[&'static str], version: EntryPointVersion) -> Result<(), UserOpError> {
         for &field in fields {
-            if self.0.get(field).is_some_and(|v| !is_empty_value(v)) {
+            if self.0.iter().any(|(k, v)| k == field && !is_empty_value(v)) {
                 return Err(UserOpError::UnexpectedField { field, version });
             }
         }
@@ -356,7 +372,15 @@ impl<'a> Members<'a> {
 
 /// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
 fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    serde_json::from_str::<Text<'_>>(raw.get()).ok().map(|t| t.0)
+    // `raw` is already valid JSON: a string without a backslash is its own value between the
+    // quotes, so the common case (hex digits) needs no second pass of the JSON parser.
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if !inner.contains('\\') {
+            return Some(Cow::Borrowed(inner));
+        }
+    }
+    serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0)
 }
 
 /// A string borrowed from the input when it can be (serde's `Cow<str>` always copies).

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::devnet::Devnet;
-use crate::sim::{Account, EP07};
+use crate::sim::{Account, V07};
 use crate::support::*;
 
 /// A certificate authority made for one test, and a server certificate for 127.0.0.1 it signed.
@@ -216,10 +216,10 @@ async fn an_https_node_behind_a_private_ca_is_simulated_over_tls() {
     );
     let opgate = Opgate::start_toml(&toml).await;
 
-    let account = Account::funded(&anvil, 0x31).await;
+    let account = Account::funded(&anvil, V07, 0x31).await;
     let to = address!("000000000000000000000000000000000000dEaD");
     let (_, rpc_op) = account.op(&anvil, true, to, U256::from(777), Bytes::new(), None).await;
-    let params = json!([rpc_op, EP07]).to_string();
+    let params = json!([rpc_op, V07.entry_point]).to_string();
     let r = call(&opgate.url("/31337"), "opgate_explainUserOperation", &params).await;
     let sim = &r["result"]["simulation"];
     assert!(sim["error"].is_null(), "{r}");
