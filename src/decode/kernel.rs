@@ -10,7 +10,7 @@
 //! 1: `initialize` sets it to 1 and it only moves when the owner invalidates nonces. The root
 //! owner is taken from the options, else from the initCode's `initialize` data.
 
-use alloy_primitives::{Address, FixedBytes, B256, U256};
+use alloy_primitives::{Address, Bytes, FixedBytes, B256, U256};
 use serde::{Serialize, Serializer};
 
 use super::calls::{decode_calls, DecodedCalls, ExecCallType};
@@ -230,10 +230,11 @@ pub fn decode_kernel_structure(
         out.errors = errors.0;
         return out;
     }
-    let mut user_op_sig = inner.to_vec();
+    // In enable mode the user-op signature is the wrapper's last field (a cheap `Bytes` clone).
+    let mut user_op_sig: Option<Bytes> = None;
     if n.mode == ValidationMode::Enable {
         if let Some(enable) = errors.ok("enable", decode_enable_signature(signature)) {
-            user_op_sig = enable.user_op_sig.to_vec();
+            user_op_sig = Some(enable.user_op_sig.clone());
             out.selector_data = errors.ok("selectorData", decode_selector_data(&enable.selector_data));
             let mut validator = None;
             match n.validation_type {
@@ -249,13 +250,14 @@ pub fn decode_kernel_structure(
             out.enable = Some(enable_info(&n, enable, validator, out.deployment.as_ref(), opts));
         }
     }
-    out.stub = detect_stub(&user_op_sig);
+    let user_op_sig: &[u8] = user_op_sig.as_ref().map_or(inner, |b| b.as_ref());
+    out.stub = detect_stub(user_op_sig);
     if n.validation_type == ValidationType::Permission {
-        out.permission_signature = errors.ok("signature", decode_inner_permission_signature(&user_op_sig));
+        out.permission_signature = errors.ok("signature", decode_inner_permission_signature(user_op_sig));
         if let Some(p) = &out.permission {
             out.policy_signatures = errors.ok(
                 "policySignatures",
-                assign_inner_policy_signatures(&user_op_sig, p.policies.len()),
+                assign_inner_policy_signatures(user_op_sig, p.policies.len()),
             );
         }
     }
@@ -269,7 +271,7 @@ pub fn decode_kernel_structure(
         ValidationType::Permission => false,
     };
     if multichain {
-        out.multichain_signature = errors.ok("signature", decode_multichain_signature(&user_op_sig, true));
+        out.multichain_signature = errors.ok("signature", decode_multichain_signature(user_op_sig, true));
     }
     out.errors = errors.0;
     out
