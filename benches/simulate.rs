@@ -170,7 +170,7 @@ fn parse_args() -> Result<Args, String> {
         // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
         // `cargo test --benches` checking that the bench still works. Keep it short.
         eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
-        args.warm = 40;
+        args.warm = 20;
         args.warmup = 5;
         args.cold = 3;
         args.probe = 1;
@@ -1130,17 +1130,21 @@ fn print_report(r: &Report<'_>) {
         println!();
     }
     let p = &r.probe;
-    if let Some((first, trips)) = p.cold.first() {
+    if let Some((first, _)) = p.cold.first() {
         let http = p.cold.iter().map(|(q, _)| q.requests.len());
         let calls = p.cold.iter().map(|(q, _)| q.calls());
+        let trips = p.cold.iter().map(|(_, t)| *t);
         println!(
             "What a simulation sends the node, counted by an HTTP proxy between the simulator and anvil \
-             ({} cold samples: {}–{} HTTP requests, {}–{} JSON-RPC calls; `round_trips()` {trips}):",
+             ({} cold samples: {}–{} HTTP requests, {}–{} JSON-RPC calls, `round_trips()` {}–{}; the \
+             requests of the first are listed):",
             p.cold.len(),
             http.clone().min().unwrap_or(0),
             http.max().unwrap_or(0),
             calls.clone().min().unwrap_or(0),
             calls.max().unwrap_or(0),
+            trips.clone().min().unwrap_or(0),
+            trips.max().unwrap_or(0),
         );
         println!();
         println!("| run | HTTP request | JSON-RPC calls | methods |");
