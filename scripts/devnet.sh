@@ -4,7 +4,8 @@
 #
 #   scripts/devnet.sh up       start (installs devnet/node_modules with npm ci if missing)
 #   scripts/devnet.sh down     stop the processes that `up` started, by their pid files
-#   scripts/devnet.sh status   show what runs; exit 0 only if both processes run
+#   scripts/devnet.sh status   show what runs; exit 0 only if both processes run (or anvil
+#                              alone, when it was started with DEVNET_NO_BUNDLER=1)
 #
 # Environment:
 #   DEVNET_DIR            state directory (default: <repo>/.devnet)
@@ -12,6 +13,8 @@
 #   DEVNET_BUNDLER_PORT   alto port (default 14337; opgate itself defaults to 4337)
 #   DEVNET_WAIT_SECONDS   how long `up` waits for each server (default 60)
 #   DEVNET_ALTO_ARGS      extra arguments for alto, split on whitespace
+#   DEVNET_NO_BUNDLER     1: start anvil and deploy, but no alto (BUNDLER_URL is empty in
+#                         state.env; for the simulation bench, which reads only the node)
 #
 # State written by `up` into DEVNET_DIR: anvil.pid, alto.pid, anvil.log, alto.log,
 # deploy.log, state.env (KEY=VALUE lines) and state.json (the same keys).
@@ -26,6 +29,7 @@ CHAIN_ID=31337
 ANVIL_PORT="${DEVNET_ANVIL_PORT:-18545}"
 BUNDLER_PORT="${DEVNET_BUNDLER_PORT:-14337}"
 WAIT_SECONDS="${DEVNET_WAIT_SECONDS:-60}"
+NO_BUNDLER="${DEVNET_NO_BUNDLER:-0}"
 STOP_WAIT_SECONDS=10
 ANVIL_URL="http://$HOST:$ANVIL_PORT"
 BUNDLER_URL="http://$HOST:$BUNDLER_PORT"
@@ -156,7 +160,7 @@ write_state() {
   local deploy_out="$1" anvil_pid="$2" alto_pid="$3" tmp="$STATE/state.env.tmp"
   {
     echo "ANVIL_URL=$ANVIL_URL"
-    echo "BUNDLER_URL=$BUNDLER_URL"
+    if [[ -n "$alto_pid" ]]; then echo "BUNDLER_URL=$BUNDLER_URL"; else echo "BUNDLER_URL="; fi
     echo "CHAIN_ID=$CHAIN_ID"
     echo "ANVIL_PORT=$ANVIL_PORT"
     echo "BUNDLER_PORT=$BUNDLER_PORT"
@@ -197,8 +201,8 @@ cmd_up() {
   local anvil_pid alto_pid
   anvil_pid="$(pid_of anvil)"
   alto_pid="$(pid_of alto)"
-  if [[ -n "$anvil_pid" && -n "$alto_pid" ]]; then
-    log "already up (anvil pid $anvil_pid, alto pid $alto_pid); state in $STATE"
+  if [[ -n "$anvil_pid" && ( -n "$alto_pid" || "$NO_BUNDLER" == 1 ) ]]; then
+    log "already up (anvil pid $anvil_pid, alto pid ${alto_pid:-none}); state in $STATE"
     return 0
   fi
   if [[ -n "$anvil_pid" || -n "$alto_pid" ]]; then
@@ -219,7 +223,9 @@ cmd_up() {
   [[ -f "$ALTO_JS" ]] || die "alto missing at $ALTO_JS"
 
   port_in_use "$ANVIL_PORT" && die "port $ANVIL_PORT (DEVNET_ANVIL_PORT) is already in use"
-  port_in_use "$BUNDLER_PORT" && die "port $BUNDLER_PORT (DEVNET_BUNDLER_PORT) is already in use"
+  if [[ "$NO_BUNDLER" != 1 ]] && port_in_use "$BUNDLER_PORT"; then
+    die "port $BUNDLER_PORT (DEVNET_BUNDLER_PORT) is already in use"
+  fi
 
   trap up_cleanup EXIT
 
@@ -242,6 +248,16 @@ cmd_up() {
   ep07="$(sed -n 's/^ENTRYPOINT_07=//p' "$STATE/deploy.out")"
   ep08="$(sed -n 's/^ENTRYPOINT_08=//p' "$STATE/deploy.out")"
   [[ -n "$ep06" && -n "$ep07" && -n "$ep08" ]] || die "deploy.mjs printed no EntryPoint addresses"
+
+  if [[ "$NO_BUNDLER" == 1 ]]; then
+    write_state "$STATE/deploy.out" "$anvil_pid" ""
+    rm -f "$STATE/deploy.out"
+    UP_DONE=1
+    trap - EXIT
+    log "up: anvil $ANVIL_URL (pid $anvil_pid), no bundler (DEVNET_NO_BUNDLER=1)"
+    log "state: $STATE/state.env and $STATE/state.json"
+    return 0
+  fi
 
   log "starting alto on $BUNDLER_URL"
   local -a extra=()
@@ -293,6 +309,10 @@ cmd_status() {
     # The running devnet may have been started with other ports than this shell has.
     if [[ -f "$STATE/state.env" ]]; then
       url="$(sed -n "s/^$key=//p" "$STATE/state.env")"
+      if [[ -z "$url" ]]; then
+        echo "$name: not started (DEVNET_NO_BUNDLER=1)"
+        continue
+      fi
     fi
     pid="$(pid_of "$name")"
     if [[ -z "$pid" ]]; then

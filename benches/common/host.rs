@@ -1,4 +1,4 @@
-//! Helpers both load drivers share: environment options, the host's CPU accounting from
+//! Helpers the load drivers share: environment options, the host's CPU accounting from
 //! `/proc` (Linux), and number formatting. Included with `#[path]` by each bench.
 
 /// One clock tick of `/proc` CPU times, in nanoseconds (USER_HZ = 100).
@@ -15,7 +15,13 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, 
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in
 /// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
 pub(crate) fn process_cpu() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of("self")
+}
+
+/// CPU time (user + system) process `pid` (a number, or `self`) has used so far, from
+/// `/proc/<pid>/stat`, in nanoseconds; `None` when it cannot be read.
+pub(crate) fn cpu_of(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Simulation benchmark: warm and cold simulation of one UserOperation in revm through the real
+# EntryPoint v0.7, against the devnet's anvil on loopback (see benches/simulate.rs and
+# BENCHMARKS.md).
+#
+# Usage: scripts/bench-sim.sh [bench options]   e.g. --reps 5 --concurrency 1,4,16 --json sim.json
+# Options may also come from OPGATE_BENCH_* environment variables; `--help` lists them.
+#
+# Needs node and npm: the bench starts the devnet (anvil only, DEVNET_NO_BUNDLER=1) on a free port
+# in a temporary state directory, and stops it when it ends. The table goes to stdout; build
+# output and per-run progress go to stderr. Other work on the machine skews the figures: the load
+# average is printed before, and the report gives the CPU share other processes took during the
+# runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, ${mem:-unknown} memory"
+echo "toolchain: $(rustc --version)"
+echo "node: $(node --version 2>/dev/null || echo missing)"
+echo "load average before build: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
+
+cargo build --release --locked --quiet
+cargo bench --locked --bench simulate -- "$@"
