@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{address, keccak256, Address, Bytes, B256, U256};
 use alloy_provider::{Provider, RootProvider};
+use alloy_rpc_client::RpcClient;
 use alloy_sol_types::{sol, SolCall};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -64,7 +65,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k256::ecdsa::SigningKey;
 use opgate::config::{Config, Overrides, SimulationConfig};
-use opgate::sim::{Node, Simulation, Simulator};
+use opgate::sim::{Node, NodeTransport, Simulation, Simulator};
 use opgate::userop::{self, UserOperation};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -300,11 +301,16 @@ impl Drop for Devnet {
 /// Raw JSON-RPC calls to anvil for the setup (never timed).
 struct Rpc(RootProvider);
 
+/// The transport opgate's simulator uses, to `url`.
+fn transport(url: &str) -> Result<NodeTransport, String> {
+    let url: url::Url = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let client = opgate::outbound::client(&[], Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    Ok(NodeTransport::new(&url, Default::default(), client))
+}
+
 impl Rpc {
     fn new(url: &str) -> Result<Self, String> {
-        Ok(Self(RootProvider::new_http(
-            url.parse().map_err(|e| format!("{url}: {e}"))?,
-        )))
+        Ok(Self(RootProvider::new(RpcClient::new(transport(url)?, true))))
     }
 
     async fn call(&self, method: &'static str, params: Value) -> Result<Value, String> {
@@ -955,10 +961,7 @@ async fn probe(args: &Args, anvil: &str, scene: &Scene, expected: &Simulation) -
     let _ = proxy.await;
     let mut out = outcome?;
 
-    let node = Node::new(
-        anvil.parse().map_err(|e| format!("{anvil}: {e}"))?,
-        tokio::runtime::Handle::current(),
-    );
+    let node = Node::new(transport(anvil)?, tokio::runtime::Handle::current());
     let mut hist = histogram()?;
     let samples = if args.smoke { 20 } else { HEAD_SAMPLES };
     for _ in 0..samples {
