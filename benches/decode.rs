@@ -28,7 +28,7 @@ use alloy_primitives::{Address, Bytes, B256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opgate::decode::ecdsa::recover;
 use opgate::decode::enable::{enable_digest, EnableDomain, KernelVersion};
-use opgate::decode::{decode_kernel_structure, decode_kernel_with, DecodeOptions, KernelDecoded};
+use opgate::decode::{decode_kernel_structure, DecodeOptions, KernelDecoded};
 use opgate::userop::{parse_user_operation_for, UserOperation};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -103,31 +103,18 @@ impl Input {
     }
 }
 
-/// The whole per-op decode: RPC JSON → UserOperation → userOpHash → Kernel decoder.
-fn decode_op(raw: &RawValue, entry_point: Address, chain_id: u64, opts: &DecodeOptions) -> (B256, KernelDecoded) {
-    let op = parse_user_operation_for(raw, entry_point).expect("a valid op");
-    let hash = op.hash(entry_point, chain_id).expect("userOpHash");
-    let decoded = decode_kernel_structure(
-        op.sender(),
-        op.nonce(),
-        op.call_data(),
-        op.signature(),
-        &op.init_code(),
-        opts,
-    );
-    (hash, decoded)
-}
-
-/// [`decode_op`] with the enable approval verified.
-fn decode_op_verified(
+/// The whole per-op decode: RPC JSON → UserOperation → userOpHash → Kernel decoder, with an
+/// enable approval verified when `verify`.
+fn decode_op(
     raw: &RawValue,
     entry_point: Address,
     chain_id: u64,
     opts: &DecodeOptions,
+    verify: bool,
 ) -> (B256, KernelDecoded) {
     let op = parse_user_operation_for(raw, entry_point).expect("a valid op");
     let hash = op.hash(entry_point, chain_id).expect("userOpHash");
-    let decoded = decode_kernel_with(
+    let mut decoded = decode_kernel_structure(
         op.sender(),
         op.nonce(),
         op.call_data(),
@@ -135,6 +122,9 @@ fn decode_op_verified(
         &op.init_code(),
         opts,
     );
+    if verify {
+        decoded.verify_approval(opts);
+    }
     (hash, decoded)
 }
 
@@ -143,25 +133,24 @@ fn inputs() -> Vec<Input> {
 }
 
 fn bench_decode_op(c: &mut Criterion) {
-    let mut g = c.benchmark_group("decode_op");
-    g.throughput(Throughput::Elements(1));
-    for input in inputs() {
-        g.bench_function(input.label, |b| {
-            b.iter(|| decode_op(black_box(&input.raw), input.entry_point, input.chain_id, &input.opts))
-        });
+    for (group, verify) in [("decode_op", false), ("decode_op_verified", true)] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(1));
+        for input in inputs() {
+            g.bench_function(input.label, |b| {
+                b.iter(|| {
+                    decode_op(
+                        black_box(&input.raw),
+                        input.entry_point,
+                        input.chain_id,
+                        &input.opts,
+                        verify,
+                    )
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
-}
-
-fn bench_decode_op_verified(c: &mut Criterion) {
-    let mut g = c.benchmark_group("decode_op_verified");
-    g.throughput(Throughput::Elements(1));
-    for input in inputs() {
-        g.bench_function(input.label, |b| {
-            b.iter(|| decode_op_verified(black_box(&input.raw), input.entry_point, input.chain_id, &input.opts))
-        });
-    }
-    g.finish();
 }
 
 fn bench_decode_kernel(c: &mut Criterion) {
@@ -224,11 +213,5 @@ fn bench_enable_parts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_decode_op,
-    bench_decode_op_verified,
-    bench_decode_kernel,
-    bench_enable_parts
-);
+criterion_group!(benches, bench_decode_op, bench_decode_kernel, bench_enable_parts);
 criterion_main!(benches);
