@@ -33,7 +33,7 @@
 
 #[path = "common/host.rs"]
 mod host;
-use host::{env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
+use host::{args_or_smoke, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,12 +133,6 @@ struct Args {
     smoke: bool,
 }
 
-fn parse_list(v: &str) -> Result<Vec<usize>, String> {
-    v.split(',')
-        .map(|c| c.trim().parse::<usize>().map_err(|_| format!("`{c}` is not a number")))
-        .collect()
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         sequential: env_or("OPGATE_BENCH_SEQUENTIAL", 20_000)?,
@@ -153,11 +147,9 @@ fn parse_args() -> Result<Args, String> {
         redis: env_or("OPGATE_BENCH_REDIS", "redis://127.0.0.1:6379".to_string())?,
         smoke: false,
     };
-    let given: Vec<String> = std::env::args().skip(1).collect();
-    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
-        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
-        // `cargo test --benches` checking that the bench still works. Keep it short.
-        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+    let (given, smoke) = args_or_smoke();
+    if smoke {
+        // Keep it short.
         args.sequential = 200;
         args.decisions = 200;
         args.warmup = 20;

@@ -21,7 +21,7 @@
 
 #[path = "common/host.rs"]
 mod host;
-use host::{env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
+use host::{args_or_smoke, env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,11 +101,9 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         smoke: false,
     };
-    let given: Vec<String> = std::env::args().skip(1).collect();
-    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
-        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
-        // `cargo test --benches` checking that the bench still works. Keep it short.
-        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+    let (given, smoke) = args_or_smoke();
+    if smoke {
+        // Keep it short.
         args.requests = 200;
         args.warmup = 50;
         args.reps = 1;

@@ -41,7 +41,7 @@
 
 #[path = "common/host.rs"]
 mod host;
-use host::{cpu_of, env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
+use host::{args_or_smoke, cpu_of, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -147,12 +147,6 @@ struct Args {
     smoke: bool,
 }
 
-fn parse_list(v: &str) -> Result<Vec<usize>, String> {
-    v.split(',')
-        .map(|c| c.trim().parse::<usize>().map_err(|_| format!("`{c}` is not a number")))
-        .collect()
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         warm: env_or("OPGATE_BENCH_WARM", 3_000)?,
@@ -166,11 +160,9 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         smoke: false,
     };
-    let given: Vec<String> = std::env::args().skip(1).collect();
-    if given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_")) {
-        // Neither `cargo bench` (which passes `--bench`) nor a person choosing options: this is
-        // `cargo test --benches` checking that the bench still works. Keep it short.
-        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+    let (given, smoke) = args_or_smoke();
+    if smoke {
+        // Keep it short.
         args.warm = 20;
         args.warmup = 5;
         args.cold = 3;

@@ -12,6 +12,26 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, 
     }
 }
 
+/// A comma-separated list of numbers (`1,4,16`).
+#[allow(dead_code, reason = "the pass-through bench takes no list")]
+pub(crate) fn parse_list(v: &str) -> Result<Vec<usize>, String> {
+    v.split(',')
+        .map(|c| c.trim().parse::<usize>().map_err(|_| format!("`{c}` is not a number")))
+        .collect()
+}
+
+/// The bench's arguments, and whether this is a smoke run: no arguments and no
+/// `OPGATE_BENCH_*` variable means neither `cargo bench` (which passes `--bench`) nor a person
+/// choosing options, but `cargo test --benches` checking that the bench still works.
+pub(crate) fn args_or_smoke() -> (Vec<String>, bool) {
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = given.is_empty() && !std::env::vars().any(|(k, _)| k.starts_with("OPGATE_BENCH_"));
+    if smoke {
+        eprintln!("smoke run (no arguments): the figures are not measurements; use `cargo bench`");
+    }
+    (given, smoke)
+}
+
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in
 /// nanoseconds. Its resolution is one clock tick (10 ms), fine for runs of a second or more.
 pub(crate) fn process_cpu() -> Option<u64> {

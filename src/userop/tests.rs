@@ -738,3 +738,50 @@ fn value_and_raw_entry_points_agree() {
         Ok(EntryPointVersion::V08)
     );
 }
+
+#[test]
+fn escaped_strings_read_as_their_values() {
+    // Hex members are read in place when they hold no escape; one written with JSON escapes
+    // (legal, if odd) must still mean what a JSON parser makes of it.
+    let plain = v07_json();
+    let text = plain
+        .to_string()
+        .replace(r#""callGasLimit":"0x78fb""#, r#""callGasLimit":"\u0030x78\u0066b""#);
+    let text = text.replace(r#""signature":"0x9a3e""#, r#""signature":"0x9a\/e""#);
+    assert!(text.contains(r"\u0030x78"), "{text}");
+    let escaped = parse_user_operation_str(&text, EntryPointVersion::V07);
+    assert_eq!(
+        escaped,
+        invalid("signature", FieldError::InvalidHexDigit),
+        "an escape that decodes to a non-hex character is still refused"
+    );
+    let text = text.replace(r#""0x9a\/e""#, r#""0x9a\u0033e""#);
+    assert_eq!(
+        parse_user_operation_str(&text, EntryPointVersion::V07),
+        parse(&plain, EntryPointVersion::V07)
+    );
+    // A key written with escapes is the same key.
+    let text = plain.to_string().replace(r#""nonce""#, r#""n\u006fnce""#);
+    assert_eq!(
+        parse_user_operation_str(&text, EntryPointVersion::V07),
+        parse(&plain, EntryPointVersion::V07)
+    );
+}
+
+#[test]
+fn duplicates_are_found_among_many_members() {
+    // Past a few dozen members duplicates are found with a set; the first repeated key in the
+    // order sent is named either way.
+    for extra in [3usize, 200] {
+        let mut members: Vec<String> = (0..extra).map(|i| format!(r#""x{i}":{i}"#)).collect();
+        members.push(r#""sender":"0x02C9DA3b2CA4CEd85fe9e3732221C92F42a045A7""#.into());
+        members.push(r#""x1":"again""#.into());
+        members.push(r#""x2":"again""#.into());
+        let text = format!("{{{}}}", members.join(","));
+        assert_eq!(
+            parse_user_operation_str(&text, EntryPointVersion::V07),
+            Err(UserOpError::DuplicateField { field: "x1".into() }),
+            "{extra} members"
+        );
+    }
+}
