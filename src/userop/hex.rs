@@ -20,27 +20,27 @@ fn digits(s: &str) -> Result<&str, FieldError> {
 
 /// Parses a quantity of at most 256 bits.
 pub(crate) fn parse_quantity(s: &str) -> Result<U256, FieldError> {
-    let digits = digits(s)?;
+    let digits = digits(s)?.as_bytes();
     if digits.is_empty() {
         return Err(FieldError::EmptyQuantity);
     }
-    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(FieldError::InvalidHexDigit);
-    }
-    let significant = digits.trim_start_matches('0');
+    let significant = match digits.iter().position(|&b| b != b'0') {
+        Some(i) => &digits[i..],
+        None => return Ok(U256::ZERO),
+    };
     if significant.len() > 64 {
-        return Err(FieldError::Overflow { bits: 256 });
+        // Too long for 256 bits, unless a digit is not hex at all.
+        return Err(match significant.iter().all(u8::is_ascii_hexdigit) {
+            true => FieldError::Overflow { bits: 256 },
+            false => FieldError::InvalidHexDigit,
+        });
     }
-    if significant.is_empty() {
-        return Ok(U256::ZERO);
-    }
-    if significant.len() <= 16 {
-        // Gas limits and fees: one machine word.
-        return u64::from_str_radix(significant, 16)
-            .map(U256::from)
-            .map_err(|_| FieldError::InvalidHexDigit);
-    }
-    U256::from_str_radix(significant, 16).map_err(|_| FieldError::Overflow { bits: 256 })
+    // Up to 64 digits: left-padded with zeros to 32 bytes and decoded in one vectorised pass.
+    let mut padded = [b'0'; 64];
+    padded[64 - significant.len()..].copy_from_slice(significant);
+    let mut word = [0u8; 32];
+    alloy_primitives::hex::decode_to_slice(padded, &mut word).map_err(|_| FieldError::InvalidHexDigit)?;
+    Ok(U256::from_be_bytes(word))
 }
 
 /// Parses an even-length byte string.
@@ -94,6 +94,29 @@ mod tests {
         assert_eq!(parse_quantity("0x+1"), Err(FieldError::InvalidHexDigit));
         assert_eq!(parse_quantity("0x 1"), Err(FieldError::InvalidHexDigit));
         assert_eq!(parse_quantity("0x１"), Err(FieldError::InvalidHexDigit));
+    }
+
+    #[test]
+    fn quantities_agree_with_a_reference_parser() {
+        use proptest::prelude::*;
+        proptest!(|(digits in "[0-9a-fA-F]{1,70}")| {
+            let expected = U256::from_str_radix(&digits, 16).map_err(|_| FieldError::Overflow { bits: 256 });
+            prop_assert_eq!(parse_quantity(&format!("0x{digits}")), expected);
+        });
+        // Limb boundaries.
+        for n in [15, 16, 17, 31, 32, 33, 63, 64] {
+            let digits = "1".to_string() + &"0".repeat(n - 1);
+            assert_eq!(
+                parse_quantity(&format!("0x{digits}")),
+                Ok(U256::from(1) << (4 * (n - 1))),
+                "{n} digits"
+            );
+        }
+        assert_eq!(parse_quantity("0x0g"), Err(FieldError::InvalidHexDigit));
+        assert_eq!(
+            parse_quantity(&format!("0x{}g", "f".repeat(70))),
+            Err(FieldError::InvalidHexDigit)
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod entry_point;
 mod error;
 mod hash;
 mod hex;
+mod json;
 mod operation;
 mod wire;
 

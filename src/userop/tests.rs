@@ -771,17 +771,24 @@ fn escaped_strings_read_as_their_values() {
 #[test]
 fn duplicates_are_found_among_many_members() {
     // Past a few dozen members duplicates are found with a set; the first repeated key in the
-    // order sent is named either way.
-    for extra in [3usize, 200] {
-        let mut members: Vec<String> = (0..extra).map(|i| format!(r#""x{i}":{i}"#)).collect();
-        members.push(r#""sender":"0x02C9DA3b2CA4CEd85fe9e3732221C92F42a045A7""#.into());
-        members.push(r#""x1":"again""#.into());
-        members.push(r#""x2":"again""#.into());
-        let text = format!("{{{}}}", members.join(","));
-        assert_eq!(
-            parse_user_operation_str(&text, EntryPointVersion::V07),
-            Err(UserOpError::DuplicateField { field: "x1".into() }),
-            "{extra} members"
-        );
+    // order sent is named either way, whether it is a member opgate reads or another one.
+    let sender = r#""sender":"0x02C9DA3b2CA4CEd85fe9e3732221C92F42a045A7""#;
+    for extra in [3usize, 31, 32, 33, 200] {
+        let others: Vec<String> = (0..extra).map(|i| format!(r#""x{i}":{i}"#)).collect();
+        for (tail, first) in [
+            ([r#""x1":"again""#, sender, r#""x2":"again""#], "x1"),
+            ([sender, r#""x2":"again""#, r#""x1":"again""#], "sender"),
+            ([r#""s\u0065nder":"0x00""#, r#""x1":"again""#, sender], "sender"),
+        ] {
+            let mut members = others.clone();
+            members.push(sender.into());
+            members.extend(tail.iter().map(|m| m.to_string()));
+            let text = format!("{{{}}}", members.join(","));
+            assert_eq!(
+                parse_user_operation_str(&text, EntryPointVersion::V07),
+                Err(UserOpError::DuplicateField { field: first.into() }),
+                "{extra} members, then {tail:?}"
+            );
+        }
     }
 }

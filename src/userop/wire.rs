@@ -20,11 +20,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use alloy_primitives::{Address, Bytes, U256};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 use super::hex::{parse_address, parse_bytes, parse_quantity};
+use super::json::{object_members, ScanError};
 use super::{EntryPointVersion, FieldError, UserOpError, EIP7702_FACTORY_MARKER};
 
 /// Members of the user-operation object that the decoder does not interpret (for example
@@ -99,7 +100,7 @@ impl Eip7702Auth {
             UserOpError::DuplicateField { field } => UserOpError::duplicate(&format!("eip7702Auth.{field}")),
             other => other,
         })?;
-        let address = members.required("address", parse_address).map_err(|e| match e {
+        let address = members.required(Field::Address, parse_address).map_err(|e| match e {
             UserOpError::MissingField { .. } => UserOpError::MissingField {
                 field: "eip7702Auth.address",
             },
@@ -214,17 +215,17 @@ pub struct RpcUserOperationV07 {
 }
 
 /// Members that only exist in the v0.7/v0.8 form.
-const PACKED_ONLY: [&str; 6] = [
-    "factory",
-    "factoryData",
-    "paymaster",
-    "paymasterVerificationGasLimit",
-    "paymasterPostOpGasLimit",
-    "paymasterData",
+const PACKED_ONLY: [Field; 6] = [
+    Field::Factory,
+    Field::FactoryData,
+    Field::Paymaster,
+    Field::PaymasterVerificationGasLimit,
+    Field::PaymasterPostOpGasLimit,
+    Field::PaymasterData,
 ];
 
 /// Members that only exist in the v0.6 form.
-const V06_ONLY: [&str; 2] = ["initCode", "paymasterAndData"];
+const V06_ONLY: [Field; 2] = [Field::InitCode, Field::PaymasterAndData];
 
 impl RpcUserOperationV06 {
     /// Reads the v0.6 RPC object.
@@ -232,18 +233,18 @@ impl RpcUserOperationV06 {
         let mut m = Members::parse(raw)?;
         m.reject_foreign(&PACKED_ONLY, EntryPointVersion::V06)?;
         Ok(Self {
-            sender: m.required("sender", parse_address)?,
-            nonce: m.required("nonce", parse_quantity)?,
-            init_code: m.required("initCode", parse_bytes)?,
-            call_data: m.required("callData", parse_bytes)?,
-            call_gas_limit: m.required("callGasLimit", parse_quantity)?,
-            verification_gas_limit: m.required("verificationGasLimit", parse_quantity)?,
-            pre_verification_gas: m.required("preVerificationGas", parse_quantity)?,
-            max_fee_per_gas: m.required("maxFeePerGas", parse_quantity)?,
-            max_priority_fee_per_gas: m.required("maxPriorityFeePerGas", parse_quantity)?,
-            paymaster_and_data: m.required("paymasterAndData", parse_bytes)?,
-            signature: m.required("signature", parse_bytes)?,
-            extra: m.into_extra(),
+            sender: m.required(Field::Sender, parse_address)?,
+            nonce: m.required(Field::Nonce, parse_quantity)?,
+            init_code: m.required(Field::InitCode, parse_bytes)?,
+            call_data: m.required(Field::CallData, parse_bytes)?,
+            call_gas_limit: m.required(Field::CallGasLimit, parse_quantity)?,
+            verification_gas_limit: m.required(Field::VerificationGasLimit, parse_quantity)?,
+            pre_verification_gas: m.required(Field::PreVerificationGas, parse_quantity)?,
+            max_fee_per_gas: m.required(Field::MaxFeePerGas, parse_quantity)?,
+            max_priority_fee_per_gas: m.required(Field::MaxPriorityFeePerGas, parse_quantity)?,
+            paymaster_and_data: m.required(Field::PaymasterAndData, parse_bytes)?,
+            signature: m.required(Field::Signature, parse_bytes)?,
+            extra: m.into_extra()?,
         })
     }
 }
@@ -254,26 +255,26 @@ impl RpcUserOperationV07 {
         let mut m = Members::parse(raw)?;
         m.reject_foreign(&V06_ONLY, version)?;
         Ok(Self {
-            sender: m.required("sender", parse_address)?,
-            nonce: m.required("nonce", parse_quantity)?,
-            factory: m.optional("factory", parse_factory)?,
-            factory_data: m.optional("factoryData", parse_bytes)?,
-            call_data: m.required("callData", parse_bytes)?,
-            call_gas_limit: m.required("callGasLimit", parse_quantity)?,
-            verification_gas_limit: m.required("verificationGasLimit", parse_quantity)?,
-            pre_verification_gas: m.required("preVerificationGas", parse_quantity)?,
-            max_fee_per_gas: m.required("maxFeePerGas", parse_quantity)?,
-            max_priority_fee_per_gas: m.required("maxPriorityFeePerGas", parse_quantity)?,
-            paymaster: m.optional("paymaster", parse_address)?,
-            paymaster_verification_gas_limit: m.optional("paymasterVerificationGasLimit", parse_quantity)?,
-            paymaster_post_op_gas_limit: m.optional("paymasterPostOpGasLimit", parse_quantity)?,
-            paymaster_data: m.optional("paymasterData", parse_bytes)?,
-            signature: m.required("signature", parse_bytes)?,
+            sender: m.required(Field::Sender, parse_address)?,
+            nonce: m.required(Field::Nonce, parse_quantity)?,
+            factory: m.optional(Field::Factory, parse_factory)?,
+            factory_data: m.optional(Field::FactoryData, parse_bytes)?,
+            call_data: m.required(Field::CallData, parse_bytes)?,
+            call_gas_limit: m.required(Field::CallGasLimit, parse_quantity)?,
+            verification_gas_limit: m.required(Field::VerificationGasLimit, parse_quantity)?,
+            pre_verification_gas: m.required(Field::PreVerificationGas, parse_quantity)?,
+            max_fee_per_gas: m.required(Field::MaxFeePerGas, parse_quantity)?,
+            max_priority_fee_per_gas: m.required(Field::MaxPriorityFeePerGas, parse_quantity)?,
+            paymaster: m.optional(Field::Paymaster, parse_address)?,
+            paymaster_verification_gas_limit: m.optional(Field::PaymasterVerificationGasLimit, parse_quantity)?,
+            paymaster_post_op_gas_limit: m.optional(Field::PaymasterPostOpGasLimit, parse_quantity)?,
+            paymaster_data: m.optional(Field::PaymasterData, parse_bytes)?,
+            signature: m.required(Field::Signature, parse_bytes)?,
             eip7702_auth: m
-                .take("eip7702Auth")
-                .map(|raw| Eip7702Auth::from_json(raw.to_owned()))
+                .take(Field::Eip7702Auth)
+                .map(|raw| owned_raw(raw).and_then(Eip7702Auth::from_json))
                 .transpose()?,
-            extra: m.into_extra(),
+            extra: m.into_extra()?,
         })
     }
 }
@@ -286,55 +287,127 @@ fn parse_factory(s: &str) -> Result<Address, FieldError> {
     parse_address(s)
 }
 
+/// Declares [`Field`]: the members opgate reads, each with its JSON name.
+macro_rules! fields {
+    ($($variant:ident = $name:literal,)*) => {
+        /// A member opgate reads (of any version's op, or of `eip7702Auth`): it has a slot in
+        /// [`Members`], found by one `match` on the key instead of a search.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Field {
+            $($variant,)*
+        }
+
+        impl Field {
+            const ALL: &'static [Field] = &[$(Field::$variant,)*];
+
+            fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)*
+                }
+            }
+
+            fn of(key: &str) -> Option<Self> {
+                match key {
+                    $($name => Some(Field::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+fields! {
+    Sender = "sender",
+    Nonce = "nonce",
+    InitCode = "initCode",
+    Factory = "factory",
+    FactoryData = "factoryData",
+    CallData = "callData",
+    CallGasLimit = "callGasLimit",
+    VerificationGasLimit = "verificationGasLimit",
+    PreVerificationGas = "preVerificationGas",
+    MaxFeePerGas = "maxFeePerGas",
+    MaxPriorityFeePerGas = "maxPriorityFeePerGas",
+    PaymasterAndData = "paymasterAndData",
+    Paymaster = "paymaster",
+    PaymasterVerificationGasLimit = "paymasterVerificationGasLimit",
+    PaymasterPostOpGasLimit = "paymasterPostOpGasLimit",
+    PaymasterData = "paymasterData",
+    Signature = "signature",
+    Eip7702Auth = "eip7702Auth",
+    Address = "address",
+}
+
 /// A JSON object's members, each key present once, borrowed from the request text: a member's
 /// bytes are copied once, when its hex is decoded (or, for a member kept verbatim, when it moves
-/// into [`ExtraFields`]). An op has a dozen or so members, so a list beats a map.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// into [`ExtraFields`]). Values are their JSON text, from serde_json-validated input (see
+/// [`json`](super::json)). Members opgate reads sit in their [`Field`]'s slot; the others in
+/// a list.
+struct Members<'a> {
+    known: [Option<&'a str>; Field::ALL.len()],
+    other: Vec<(Cow<'a, str>, &'a str)>,
+}
 
-/// Above this many members, duplicates are found with a hash set instead of pairwise.
+/// Above this many other members, duplicates are found with a hash set instead of pairwise.
 const PAIRWISE_DUPLICATE_CHECK: usize = 32;
 
 impl<'a> Members<'a> {
     fn parse(raw: &'a RawValue) -> Result<Self, UserOpError> {
-        let list: MemberList<'a> = serde_json::from_str(raw.get()).map_err(|e| {
-            if raw.get().trim_start().starts_with('{') {
-                UserOpError::InvalidJson { reason: e.to_string() }
-            } else {
-                UserOpError::NotAnObject
+        let mut members = Self {
+            known: [None; Field::ALL.len()],
+            other: Vec::new(),
+        };
+        // Keys are checked in the order sent, so the duplicate named is the first key that an
+        // earlier member already used.
+        let mut seen: Option<std::collections::HashSet<Cow<'a, str>>> = None;
+        object_members(raw.get(), |key, value| {
+            let duplicate = match Field::of(&key) {
+                Some(field) => members.known[field as usize].replace(value).is_some(),
+                None => {
+                    let duplicate = match &mut seen {
+                        Some(seen) => !seen.insert(key.clone()),
+                        None => members.other.iter().any(|(k, _)| *k == key),
+                    };
+                    if seen.is_none() && members.other.len() == PAIRWISE_DUPLICATE_CHECK {
+                        seen = Some(
+                            members
+                                .other
+                                .iter()
+                                .map(|(k, _)| k.clone())
+                                .chain([key.clone()])
+                                .collect(),
+                        );
+                    }
+                    members.other.push((key.clone(), value));
+                    duplicate
+                }
+            };
+            match duplicate {
+                true => Err(UserOpError::duplicate(&key)),
+                false => Ok(()),
             }
         })?;
-        let members = list.0;
-        // The first key (in the order sent) that an earlier member already used.
-        let duplicate = if members.len() <= PAIRWISE_DUPLICATE_CHECK {
-            (1..members.len()).find(|&i| members[..i].iter().any(|(k, _)| *k == members[i].0))
-        } else {
-            let mut seen = std::collections::HashSet::with_capacity(members.len());
-            (0..members.len()).find(|&i| !seen.insert(&*members[i].0))
-        };
-        if let Some(i) = duplicate {
-            return Err(UserOpError::duplicate(&members[i].0));
-        }
-        Ok(Self(members))
+        Ok(members)
     }
 
-    /// Removes member `key`; `null` counts as absent.
-    fn take(&mut self, key: &str) -> Option<&'a RawValue> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.swap_remove(i).1).filter(|v| !is_null(v))
+    /// Removes member `field` (its JSON text); `null` counts as absent.
+    fn take(&mut self, field: Field) -> Option<&'a str> {
+        self.known[field as usize].take().filter(|v| !is_null(v))
     }
 
     fn optional<T>(
         &mut self,
-        field: &'static str,
+        field: Field,
         parse: fn(&str) -> Result<T, FieldError>,
     ) -> Result<Option<T>, UserOpError> {
         let Some(raw) = self.take(field) else {
             return Ok(None);
         };
+        let field = field.name();
         // `raw` is valid JSON, so a string is its text between the quotes unless it has
         // escapes; the hex forms never contain a backslash, so parsing that text either gives
         // the value or fails, and only a failure with a backslash needs the unescaped string.
-        if let Some(inner) = raw.get().strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if let Some(inner) = raw.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
             match parse(inner) {
                 Ok(v) => return Ok(Some(v)),
                 Err(reason) if !inner.contains('\\') => return Err(UserOpError::invalid(field, reason)),
@@ -347,34 +420,61 @@ impl<'a> Members<'a> {
             .map_err(|reason| UserOpError::invalid(field, reason))
     }
 
-    fn required<T>(&mut self, field: &'static str, parse: fn(&str) -> Result<T, FieldError>) -> Result<T, UserOpError> {
-        self.optional(field, parse)?.ok_or(UserOpError::MissingField { field })
+    fn required<T>(&mut self, field: Field, parse: fn(&str) -> Result<T, FieldError>) -> Result<T, UserOpError> {
+        self.optional(field, parse)?
+            .ok_or(UserOpError::MissingField { field: field.name() })
     }
 
-    fn reject_foreign(&self, fields: &[&'static str], version: EntryPointVersion) -> Result<(), UserOpError> {
+    fn reject_foreign(&self, fields: &[Field], version: EntryPointVersion) -> Result<(), UserOpError> {
         for &field in fields {
-            if self.0.iter().any(|(k, v)| k == field && !is_empty_value(v)) {
-                return Err(UserOpError::UnexpectedField { field, version });
+            if self.known[field as usize].is_some_and(|v| !is_empty_value(v)) {
+                return Err(UserOpError::UnexpectedField {
+                    field: field.name(),
+                    version,
+                });
             }
         }
         Ok(())
     }
 
-    fn into_extra(self) -> ExtraFields {
-        ExtraFields(
-            self.0
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v.to_owned()))
-                .collect(),
-        )
+    /// The members not taken: every other member, and read ones this version does not use.
+    fn into_extra(self) -> Result<ExtraFields, UserOpError> {
+        if self.other.is_empty() && self.known.iter().all(Option::is_none) {
+            return Ok(ExtraFields::default());
+        }
+        let known = Field::ALL
+            .iter()
+            .zip(self.known)
+            .filter_map(|(field, value)| Some((Cow::Borrowed(field.name()), value?)));
+        self.other
+            .into_iter()
+            .chain(known)
+            .map(|(k, v)| Ok((k.into_owned(), owned_raw(v)?)))
+            .collect::<Result<_, UserOpError>>()
+            .map(ExtraFields)
     }
 }
 
+impl From<ScanError> for UserOpError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::NotAnObject => UserOpError::NotAnObject,
+            ScanError::Malformed { at, expected } => UserOpError::InvalidJson {
+                reason: format!("expected {expected} at byte {at}"),
+            },
+        }
+    }
+}
+
+/// A member's JSON text as an owned `RawValue` (the text is already valid JSON).
+fn owned_raw(text: &str) -> Result<Box<RawValue>, UserOpError> {
+    RawValue::from_string(text.to_owned()).map_err(|e| UserOpError::InvalidJson { reason: e.to_string() })
+}
+
 /// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
-fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    // `raw` is already valid JSON: a string without a backslash is its own value between the
+fn json_str(text: &str) -> Option<Cow<'_, str>> {
+    // `text` is already valid JSON: a string without a backslash is its own value between the
     // quotes, so the common case (hex digits) needs no second pass of the JSON parser.
-    let text = raw.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         if !inner.contains('\\') {
             return Some(Cow::Borrowed(inner));
@@ -414,39 +514,11 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-fn is_null(raw: &RawValue) -> bool {
-    raw.get().trim() == "null"
+fn is_null(text: &str) -> bool {
+    text == "null"
 }
 
 /// `null`, or a hex string with no non-zero digit (`0x`, `0x0`, `0x000…`).
-fn is_empty_value(raw: &RawValue) -> bool {
+fn is_empty_value(raw: &str) -> bool {
     is_null(raw) || json_str(raw).is_some_and(|s| s.strip_prefix("0x").is_some_and(|d| d.bytes().all(|b| b == b'0')))
-}
-
-/// Object members in the order sent, duplicates included.
-struct MemberList<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for MemberList<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = MemberList<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MemberList<'de>, A::Error> {
-                let mut members = Vec::new();
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    let value = map.next_value::<&'de RawValue>()?;
-                    members.push((key.0, value));
-                }
-                Ok(MemberList(members))
-            }
-        }
-
-        deserializer.deserialize_map(ListVisitor)
-    }
 }
