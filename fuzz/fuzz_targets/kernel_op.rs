@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, Bytes, U256};
 use libfuzzer_sys::fuzz_target;
 use opgate::decode::{decode_init_code, decode_kernel_with, DecodeOptions};
 
@@ -15,13 +15,16 @@ fuzz_target!(|data: &[u8]| {
     let nonce = U256::from_be_slice(&head[..32]);
     let call_len = u16::from_be_bytes([head[32], head[33]]) as usize % (rest.len() + 1);
     let sig_len = u16::from_be_bytes([head[34], head[35]]) as usize % (rest.len() - call_len + 1);
-    let (call_data, rest) = rest.split_at(call_len);
-    let (signature, init_code) = rest.split_at(sig_len);
+    // Call data and signature are views of one buffer, as the decoder's parts are of them.
+    let whole = Bytes::copy_from_slice(rest);
+    let call_data = whole.slice(..call_len);
+    let signature = whole.slice(call_len..call_len + sig_len);
+    let init_code = &whole[call_len + sig_len..];
     let opts = DecodeOptions {
         chain_id: Some(u64::from(head[36]) + 1),
         ..Default::default()
     };
     let sender = Address::repeat_byte(head[37]);
-    let _ = decode_kernel_with(sender, nonce, call_data, signature, init_code, &opts);
+    let _ = decode_kernel_with(sender, nonce, &call_data, &signature, init_code, &opts);
     let _ = decode_init_code(init_code);
 });

@@ -16,7 +16,7 @@ use alloy_primitives::{Address, Bytes, FixedBytes, B256, U256};
 use serde::Serialize;
 
 use super::abi::{selector_of, Abi, Arith};
-use super::{ser, DecodeError};
+use super::{ser, DecodeError, Source};
 
 /// Kernel v3 `execute(bytes32,bytes)`.
 pub const KERNEL_EXECUTE: [u8; 4] = [0xe9, 0xae, 0x5c, 0x53];
@@ -67,14 +67,14 @@ pub struct Call {
 }
 
 impl Call {
-    fn new(call_type: CallKind, target: Address, value: U256, data: &[u8]) -> Self {
+    fn new(src: Source<'_>, call_type: CallKind, target: Address, value: U256, data: &[u8]) -> Self {
         Self {
             call_type,
             target,
             value,
             selector: selector_of(data),
             short_data: (1..4).contains(&data.len()),
-            data: Bytes::copy_from_slice(data),
+            data: src.part(data),
         }
     }
 }
@@ -174,18 +174,23 @@ pub struct DecodedCalls {
 
 /// Decodes a UserOperation's `callData` (the fuzzing entry point for calls).
 pub fn decode_calls(call_data: &[u8]) -> Result<DecodedCalls, DecodeError> {
+    decode_calls_in(Source::COPY, call_data)
+}
+
+/// [`decode_calls`], each call's data taken from `src`.
+pub(crate) fn decode_calls_in(src: Source<'_>, call_data: &[u8]) -> Result<DecodedCalls, DecodeError> {
     match selector_of(call_data) {
         Some(sel) if sel == EXECUTE_USER_OP => {
             let inner = &call_data[4..];
-            let mut decoded = decode_direct(inner)?;
+            let mut decoded = decode_direct(src, inner)?;
             decoded.execute_user_op = true;
             Ok(decoded)
         }
-        _ => decode_direct(call_data),
+        _ => decode_direct(src, call_data),
     }
 }
 
-fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
+fn decode_direct(src: Source<'_>, cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
     let mut out = DecodedCalls {
         format: CallDataFormat::Unknown,
         selector: selector_of(cd),
@@ -207,7 +212,7 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
             let mode = B256::from(*args.word(4)?);
             args.word(36)?;
             let exec = args.named("executionCalldata").bytes_at(4, 36, Arith::Checked)?;
-            let (mode, calls, reverts) = decode_execution(&mode, exec)?;
+            let (mode, calls, reverts) = execution(src, &mode, exec)?;
             out.reverts = reverts;
             let ct = mode.call_type;
             out.mode = Some(mode);
@@ -230,17 +235,17 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
             (
                 CallDataFormat::KernelV2Execute,
                 ct,
-                vec![Call::new(kind, target, value, data)],
+                vec![Call::new(src, kind, target, value, data)],
             )
         }
         EXECUTE_BATCH_CALLS => {
-            let calls = call_tuples(&args.named("executeBatch calls"), 4, 4, Arith::Checked)?;
+            let calls = call_tuples(src, &args.named("executeBatch calls"), 4, 4, Arith::Checked)?;
             (CallDataFormat::ExecuteBatch, ExecCallType::Batch, calls)
         }
         KERNEL_V2_EXECUTE_DELEGATE_CALL => {
             let target = args.address(4)?;
             let data = args.bytes_at(4, 36, Arith::Checked)?;
-            let call = Call::new(CallKind::DelegateCall, target, U256::ZERO, data);
+            let call = Call::new(src, CallKind::DelegateCall, target, U256::ZERO, data);
             (
                 CallDataFormat::KernelV2ExecuteDelegateCall,
                 ExecCallType::DelegateCall,
@@ -251,15 +256,15 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
             let target = args.address(4)?;
             let value = args.u256(36)?;
             let data = args.bytes_at(4, 68, Arith::Checked)?;
-            let call = Call::new(CallKind::Call, target, value, data);
+            let call = Call::new(src, CallKind::Call, target, value, data);
             (CallDataFormat::SimpleAccountExecute, ExecCallType::Single, vec![call])
         }
         SIMPLE_EXECUTE_BATCH => {
-            let calls = simple_batch(&args, true)?;
+            let calls = simple_batch(src, &args, true)?;
             (CallDataFormat::SimpleAccountExecuteBatch, ExecCallType::Batch, calls)
         }
         SIMPLE_EXECUTE_BATCH_V06 => {
-            let calls = simple_batch(&args, false)?;
+            let calls = simple_batch(src, &args, false)?;
             (CallDataFormat::SimpleAccountExecuteBatchV06, ExecCallType::Batch, calls)
         }
         _ => return Ok(out),
@@ -272,6 +277,14 @@ fn decode_direct(cd: &[u8]) -> Result<DecodedCalls, DecodeError> {
 
 /// Decodes a Kernel v3 `executionCalldata` under `mode`.
 pub fn decode_execution(mode: &B256, exec: &[u8]) -> Result<(ExecMode, Vec<Call>, Option<RevertReason>), DecodeError> {
+    execution(Source::COPY, mode, exec)
+}
+
+fn execution(
+    src: Source<'_>,
+    mode: &B256,
+    exec: &[u8],
+) -> Result<(ExecMode, Vec<Call>, Option<RevertReason>), DecodeError> {
     let call_type = match mode[0] {
         0x00 => ExecCallType::Single,
         0x01 => ExecCallType::Batch,
@@ -299,7 +312,7 @@ pub fn decode_execution(mode: &B256, exec: &[u8]) -> Result<(ExecMode, Vec<Call>
             }
             let target = Address::from_slice(&exec[..20]);
             let value = U256::from_be_slice(&exec[20..52]);
-            vec![Call::new(CallKind::Call, target, value, &exec[52..])]
+            vec![Call::new(src, CallKind::Call, target, value, &exec[52..])]
         }
         ExecCallType::DelegateCall => {
             if exec.len() < 20 {
@@ -310,9 +323,9 @@ pub fn decode_execution(mode: &B256, exec: &[u8]) -> Result<(ExecMode, Vec<Call>
                 });
             }
             let target = Address::from_slice(&exec[..20]);
-            vec![Call::new(CallKind::DelegateCall, target, U256::ZERO, &exec[20..])]
+            vec![Call::new(src, CallKind::DelegateCall, target, U256::ZERO, &exec[20..])]
         }
-        ExecCallType::Batch => call_tuples(&Abi::new(exec, "batch execution"), 0, 0, Arith::Wrapping)?,
+        ExecCallType::Batch => call_tuples(src, &Abi::new(exec, "batch execution"), 0, 0, Arith::Wrapping)?,
     };
     Ok((
         ExecMode {
@@ -326,7 +339,7 @@ pub fn decode_execution(mode: &B256, exec: &[u8]) -> Result<(ExecMode, Vec<Call>
 }
 
 /// `(address,uint256,bytes)[]` reached through the offset word at `at` (relative to `base`).
-fn call_tuples(abi: &Abi<'_>, base: usize, at: usize, arith: Arith) -> Result<Vec<Call>, DecodeError> {
+fn call_tuples(src: Source<'_>, abi: &Abi<'_>, base: usize, at: usize, arith: Arith) -> Result<Vec<Call>, DecodeError> {
     let array = abi.pointer(base, at, arith)?;
     abi.dynamic_array(array, arith)?
         .into_iter()
@@ -334,13 +347,13 @@ fn call_tuples(abi: &Abi<'_>, base: usize, at: usize, arith: Arith) -> Result<Ve
             let target = abi.address(c)?;
             let value = abi.u256(c + 32)?;
             let data = abi.bytes_at(c, c + 64, arith)?;
-            Ok(Call::new(CallKind::Call, target, value, data))
+            Ok(Call::new(src, CallKind::Call, target, value, data))
         })
         .collect()
 }
 
 /// SimpleAccount `executeBatch(address[],uint256[],bytes[])` or `(address[],bytes[])`.
-fn simple_batch(args: &Abi<'_>, with_values: bool) -> Result<Vec<Call>, DecodeError> {
+fn simple_batch(src: Source<'_>, args: &Abi<'_>, with_values: bool) -> Result<Vec<Call>, DecodeError> {
     let args = args.named("executeBatch arrays");
     let dest = args.address_array(args.pointer(4, 4, Arith::Checked)?)?;
     let (values, func_at) = if with_values {
@@ -366,7 +379,7 @@ fn simple_batch(args: &Abi<'_>, with_values: bool) -> Result<Vec<Call>, DecodeEr
         .enumerate()
         .map(|(i, (target, pos))| {
             let value = values.get(i).copied().unwrap_or(U256::ZERO);
-            Ok(Call::new(CallKind::Call, *target, value, args.bytes(pos)?))
+            Ok(Call::new(src, CallKind::Call, *target, value, args.bytes(pos)?))
         })
         .collect()
 }

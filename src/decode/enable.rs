@@ -15,7 +15,7 @@ use super::abi::{Abi, Arith};
 use super::ecdsa::{matching_scheme, HashScheme};
 use super::multichain::{decode_multichain_signature, verify_merkle_proof, MultiChainSignature};
 use super::signature::strip_replayable;
-use super::{ser, DecodeError};
+use super::{ser, DecodeError, Source};
 
 sol! {
     /// The EIP-712 struct a root validator signs to enable a validation.
@@ -110,13 +110,15 @@ pub struct EnableData {
 
 /// Decodes an enable-mode signature (the fuzzing entry point for the wrapper).
 pub fn decode_enable_signature(sig: &[u8]) -> Result<EnableData, DecodeError> {
+    enable_signature_in(Source::COPY, sig)
+}
+
+/// [`decode_enable_signature`], the parts taken from `src`.
+pub(crate) fn enable_signature_in(src: Source<'_>, sig: &[u8]) -> Result<EnableData, DecodeError> {
     let (replayable, sig) = strip_replayable(sig);
     let abi = Abi::new(sig, "enable signature");
     let hook = Address::from_slice(abi.slice(0, 20)?);
-    let field = |k: usize| {
-        abi.bytes_at(20, 20 + 32 * k, Arith::Wrapping)
-            .map(Bytes::copy_from_slice)
-    };
+    let field = |k: usize| abi.bytes_at(20, 20 + 32 * k, Arith::Wrapping).map(|b| src.part(b));
     Ok(EnableData {
         replayable,
         hook,
@@ -172,6 +174,11 @@ pub struct SelectorData {
 /// Decodes selector data (spec §5.3; the fuzzing entry point): exactly 4 bytes grant only,
 /// 44 or more also install a fallback, anything else reverts on chain.
 pub fn decode_selector_data(data: &[u8]) -> Result<SelectorData, DecodeError> {
+    selector_data_in(Source::COPY, data)
+}
+
+/// [`decode_selector_data`], the parts taken from `src`.
+pub(crate) fn selector_data_in(src: Source<'_>, data: &[u8]) -> Result<SelectorData, DecodeError> {
     let abi = Abi::new(data, "selector data");
     let selector = FixedBytes::from_slice(abi.slice(0, 4)?);
     match data.len() {
@@ -211,7 +218,7 @@ pub fn decode_selector_data(data: &[u8]) -> Result<SelectorData, DecodeError> {
         }
     };
     let executor_hook_data = match call_type {
-        SelectorCallType::Call => abi.bytes_at(44, 108, Arith::Wrapping).ok().map(Bytes::copy_from_slice),
+        SelectorCallType::Call => abi.bytes_at(44, 108, Arith::Wrapping).ok().map(|b| src.part(b)),
         SelectorCallType::DelegateCall => None,
     };
     Ok(SelectorData {
@@ -220,8 +227,8 @@ pub fn decode_selector_data(data: &[u8]) -> Result<SelectorData, DecodeError> {
             module: Address::from_slice(&data[4..24]),
             hook: Address::from_slice(&data[24..44]),
             call_type,
-            selector_init_data: Bytes::copy_from_slice(selector_init_data),
-            hook_init_data: Bytes::copy_from_slice(hook_init_data),
+            selector_init_data: src.part(selector_init_data),
+            hook_init_data: src.part(hook_init_data),
             executor_hook_data,
         }),
     })

@@ -13,24 +13,23 @@
 use alloy_primitives::{Address, Bytes, FixedBytes, B256, U256};
 use serde::{Serialize, Serializer};
 
-use super::calls::{decode_calls, DecodedCalls, ExecCallType};
+use super::calls::{decode_calls_in, DecodedCalls, ExecCallType};
 use super::ecdsa::{recover_matching, HashScheme};
 use super::enable::{
-    decode_enable_signature, decode_selector_data, enable_digest, verify_enable, EnableData, EnableDomain,
-    KernelVersion, SelectorData,
+    enable_digest, enable_signature_in, selector_data_in, verify_enable, EnableData, EnableDomain, KernelVersion,
+    SelectorData,
 };
 use super::init::{decode_init_code, Deployment, RootKind, RootValidator};
 use super::multichain::{
-    approver, decode_multichain_signature, verify_merkle_proof, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR,
+    approver, multichain_signature_in, verify_merkle_proof, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR,
 };
 use super::nonce::{decode_nonce, KernelNonce, ValidationMode, ValidationType};
-use super::permission::{decode_permission_data, Permission};
+use super::permission::{permission_data_in, Permission};
 use super::signature::{
-    assign_inner_policy_signatures, decode_inner_permission_signature, strip_replayable, PermissionSignature,
-    PolicyAssignment,
+    inner_permission_signature_in, inner_policy_signatures_in, strip_replayable, PermissionSignature, PolicyAssignment,
 };
 use super::stub::{detect_stub, StubKind};
-use super::{ser, DecodeError};
+use super::{ser, DecodeError, Source};
 
 /// What `decode_kernel` cannot read from the op itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -126,8 +125,9 @@ pub struct KernelDecoded {
     pub stub: Option<StubKind>,
     /// The permission being enabled (enable mode, permission vId).
     pub permission: Option<Permission>,
-    /// The enable wrapper and its approval.
-    pub enable: Option<EnableInfo>,
+    /// The enable wrapper and its approval (boxed: it is most of the struct's size, and only
+    /// enable-mode ops have it).
+    pub enable: Option<Box<EnableInfo>>,
     /// Selector data of the enable wrapper.
     pub selector_data: Option<SelectorData>,
     /// The permission user-op signature (permission vId).
@@ -147,8 +147,8 @@ pub struct KernelDecoded {
 pub fn decode_kernel(
     sender: Address,
     nonce: U256,
-    call_data: &[u8],
-    signature: &[u8],
+    call_data: &Bytes,
+    signature: &Bytes,
     init_code: &[u8],
 ) -> KernelDecoded {
     decode_kernel_with(
@@ -166,8 +166,8 @@ pub fn decode_kernel(
 pub fn decode_kernel_with(
     sender: Address,
     nonce: U256,
-    call_data: &[u8],
-    signature: &[u8],
+    call_data: &Bytes,
+    signature: &Bytes,
     init_code: &[u8],
     opts: &DecodeOptions,
 ) -> KernelDecoded {
@@ -183,14 +183,14 @@ pub fn decode_kernel_with(
 pub fn decode_kernel_structure(
     sender: Address,
     nonce: U256,
-    call_data: &[u8],
-    signature: &[u8],
+    call_data: &Bytes,
+    signature: &Bytes,
     init_code: &[u8],
     opts: &DecodeOptions,
 ) -> KernelDecoded {
     let mut errors = Errors::default();
     let nonce = errors.ok("nonce", decode_nonce(nonce));
-    let calls = errors.ok("callData", decode_calls(call_data));
+    let calls = errors.ok("callData", decode_calls_in(Source::of(call_data), call_data));
     let deployment = errors.ok("initCode", decode_init_code(init_code)).flatten();
     let (replayable, inner) = strip_replayable(signature);
     let mut out = KernelDecoded {
@@ -230,16 +230,18 @@ pub fn decode_kernel_structure(
         out.errors = errors.0;
         return out;
     }
+    // Every byte string decoded below is a view of the signature's buffer, not a copy.
+    let src = Source::of(signature);
     // In enable mode the user-op signature is the wrapper's last field (a cheap `Bytes` clone).
     let mut user_op_sig: Option<Bytes> = None;
     if n.mode == ValidationMode::Enable {
-        if let Some(enable) = errors.ok("enable", decode_enable_signature(signature)) {
+        if let Some(enable) = errors.ok("enable", enable_signature_in(src, signature)) {
             user_op_sig = Some(enable.user_op_sig.clone());
-            out.selector_data = errors.ok("selectorData", decode_selector_data(&enable.selector_data));
+            out.selector_data = errors.ok("selectorData", selector_data_in(src, &enable.selector_data));
             let mut validator = None;
             match n.validation_type {
                 ValidationType::Permission => {
-                    out.permission = errors.ok("permission", decode_permission_data(&enable.validator_data));
+                    out.permission = errors.ok("permission", permission_data_in(src, &enable.validator_data));
                 }
                 ValidationType::Validator => {
                     let v = n.validator.unwrap_or_default();
@@ -247,17 +249,24 @@ pub fn decode_kernel_structure(
                 }
                 ValidationType::Root => {}
             }
-            out.enable = Some(enable_info(&n, enable, validator, out.deployment.as_ref(), opts));
+            out.enable = Some(Box::new(enable_info(
+                src,
+                &n,
+                enable,
+                validator,
+                out.deployment.as_ref(),
+                opts,
+            )));
         }
     }
     let user_op_sig: &[u8] = user_op_sig.as_ref().map_or(inner, |b| b.as_ref());
     out.stub = detect_stub(user_op_sig);
     if n.validation_type == ValidationType::Permission {
-        out.permission_signature = errors.ok("signature", decode_inner_permission_signature(user_op_sig));
+        out.permission_signature = errors.ok("signature", inner_permission_signature_in(src, user_op_sig));
         if let Some(p) = &out.permission {
             out.policy_signatures = errors.ok(
                 "policySignatures",
-                assign_inner_policy_signatures(user_op_sig, p.policies.len()),
+                inner_policy_signatures_in(src, user_op_sig, p.policies.len()),
             );
         }
     }
@@ -271,7 +280,7 @@ pub fn decode_kernel_structure(
         ValidationType::Permission => false,
     };
     if multichain {
-        out.multichain_signature = errors.ok("signature", decode_multichain_signature(user_op_sig, true));
+        out.multichain_signature = errors.ok("signature", multichain_signature_in(src, user_op_sig, true));
     }
     out.errors = errors.0;
     out
@@ -289,6 +298,7 @@ impl Errors {
 
 /// The enable part as read from the op: everything but the approval.
 fn enable_info(
+    src: Source<'_>,
     n: &KernelNonce,
     data: EnableData,
     validator: Option<RootValidator>,
@@ -301,7 +311,7 @@ fn enable_info(
         .or_else(|| deployment.and_then(|d| d.kernel_version));
     let digest_nonce =
         version.map(|v| v.digest_nonce(opts.current_nonce.unwrap_or(1), opts.validation_nonce.unwrap_or(0)));
-    let merkle_root = match decode_multichain_signature(&data.enable_sig, false) {
+    let merkle_root = match multichain_signature_in(src, &data.enable_sig, false) {
         Ok(MultiChainSignature::Merkle { merkle_root, .. }) => Some(merkle_root),
         _ => None,
     };
@@ -370,7 +380,7 @@ impl KernelDecoded {
         let found = if root.is_some_and(|r| r.kind == RootKind::Permission) {
             permission_root_approver(&info.data.enable_sig, digest, owner)
         } else {
-            decode_multichain_signature(&info.data.enable_sig, false).and_then(|form| {
+            multichain_signature_in(Source::of(&info.data.enable_sig), &info.data.enable_sig, false).and_then(|form| {
                 if let MultiChainSignature::Merkle { merkle_root, proof, .. } = &form {
                     info.merkle_proof_valid = digest.map(|d| verify_merkle_proof(d, proof, *merkle_root));
                 }
@@ -408,13 +418,13 @@ impl KernelDecoded {
 /// A permission root signs enable data with the permission-signature layout; with an ECDSA
 /// signer the approver is the signer signature's ECDSA signer (owner = the session key).
 fn permission_root_approver(
-    sig: &[u8],
+    sig: &Bytes,
     digest: Option<B256>,
     owner: Option<Address>,
 ) -> Result<Option<(Address, HashScheme)>, DecodeError> {
     let Some(digest) = digest else {
         return Ok(None);
     };
-    let split = decode_inner_permission_signature(sig)?;
+    let split = inner_permission_signature_in(Source::of(sig), sig)?;
     recover_matching(&digest, &split.signer_signature, owner, HashScheme::Raw).map(Some)
 }

@@ -62,3 +62,59 @@ pub use signature::{
     decode_permission_signature, PermissionSignature, PolicyAssignment,
 };
 pub use stub::{detect_stub, StubKind};
+
+use alloy_primitives::Bytes;
+
+/// Where the byte strings a decoder returns (call data, install data, signatures) come from.
+///
+/// Decoders read `&[u8]`. Given the buffer their input lies in ([`Source::of`]), each part they
+/// return is a view of that buffer: a reference count, no allocation, no copy. Without one
+/// ([`Source::COPY`], what the `&[u8]` entry points use), or for a slice from elsewhere, the
+/// part is copied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a>(Option<&'a Bytes>);
+
+impl<'a> Source<'a> {
+    /// Every part copied.
+    pub(crate) const COPY: Source<'static> = Source(None);
+
+    /// Parts of `buffer` shared with it.
+    pub(crate) fn of(buffer: &'a Bytes) -> Self {
+        Self(Some(buffer))
+    }
+
+    /// `part` as `Bytes`: a view of the buffer when it lies inside it, else a copy.
+    pub(crate) fn part(self, part: &[u8]) -> Bytes {
+        if part.is_empty() {
+            return Bytes::new();
+        }
+        if let Some(buffer) = self.0 {
+            let start = (part.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
+            if start < buffer.len() && part.len() <= buffer.len() - start {
+                return buffer.slice(start..start + part.len());
+            }
+        }
+        Bytes::copy_from_slice(part)
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn parts_inside_the_buffer_are_views_others_copies() {
+        let buffer = Bytes::from(vec![1u8, 2, 3, 4, 5]);
+        let src = Source::of(&buffer);
+        let view = src.part(&buffer[1..4]);
+        assert_eq!(&view[..], &[2, 3, 4]);
+        assert_eq!(view.as_ptr(), buffer[1..].as_ptr(), "a view, not a copy");
+        assert_eq!(src.part(&buffer[..]).as_ptr(), buffer.as_ptr());
+        assert_eq!(src.part(&buffer[5..]), Bytes::new());
+        let elsewhere = [2u8, 3];
+        let copy = src.part(&elsewhere);
+        assert_eq!(&copy[..], &[2, 3]);
+        assert_ne!(copy.as_ptr(), elsewhere.as_ptr());
+        assert_ne!(Source::COPY.part(&buffer[1..3]).as_ptr(), buffer[1..].as_ptr());
+    }
+}

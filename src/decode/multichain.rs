@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::abi::{Abi, Arith};
 use super::ecdsa::{recover_matching, HashScheme};
-use super::DecodeError;
+use super::{DecodeError, Source};
 
 /// The multi-chain ECDSA validator.
 pub const MULTICHAIN_ECDSA_VALIDATOR: Address = address!("5C97aA67Ba578E3c54ec5942A7563Ea9130E4f5F");
@@ -58,9 +58,18 @@ pub enum MultiChainSignature {
 /// Decodes a multi-chain validator signature; `user_op` enables the dummy branch, which only
 /// `validateUserOp` has (the fuzzing entry point for this form).
 pub fn decode_multichain_signature(sig: &[u8], user_op: bool) -> Result<MultiChainSignature, DecodeError> {
+    multichain_signature_in(Source::COPY, sig, user_op)
+}
+
+/// [`decode_multichain_signature`], the ECDSA signature taken from `src`.
+pub(crate) fn multichain_signature_in(
+    src: Source<'_>,
+    sig: &[u8],
+    user_op: bool,
+) -> Result<MultiChainSignature, DecodeError> {
     if sig.len() == 65 {
         return Ok(MultiChainSignature::Plain {
-            signature: Bytes::copy_from_slice(sig),
+            signature: src.part(sig),
         });
     }
     if sig.len() < 97 {
@@ -84,7 +93,7 @@ pub fn decode_multichain_signature(sig: &[u8], user_op: bool) -> Result<MultiCha
     }
     let proof = tail.word_array(tail.pointer(0, 0, Arith::Checked)?)?;
     Ok(MultiChainSignature::Merkle {
-        signature: Bytes::copy_from_slice(ecdsa),
+        signature: src.part(ecdsa),
         merkle_root,
         proof,
     })

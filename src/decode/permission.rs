@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::abi::{Abi, Arith};
 use super::policy::{decode_policy, Policy, SKIP_SIGNATURE, SKIP_USEROP};
-use super::{ser, DecodeError};
+use super::{ser, DecodeError, Source};
 
 /// ECDSASigner.
 pub const ECDSA_SIGNER: Address = address!("6A6F069E2a08c2468e7724Ab3250CdBFBA14D4FF");
@@ -94,6 +94,11 @@ impl Permission {
 
 /// Decodes a permission's install data (the fuzzing entry point for permission data).
 pub fn decode_permission_data(data: &[u8]) -> Result<Permission, DecodeError> {
+    permission_data_in(Source::COPY, data)
+}
+
+/// [`decode_permission_data`], the signer's data taken from `src`.
+pub(crate) fn permission_data_in(src: Source<'_>, data: &[u8]) -> Result<Permission, DecodeError> {
     let abi = Abi::new(data, "permission data");
     let list = abi.pointer(0, 0, Arith::Wrapping)?;
     let count = abi.u256(list)?;
@@ -132,20 +137,24 @@ pub fn decode_permission_data(data: &[u8]) -> Result<Permission, DecodeError> {
         .collect();
     Ok(Permission {
         flag: FixedBytes::from_slice(&signer[..2]),
-        signer: decode_signer(Address::from_slice(&signer[2..22]), &signer[22..])?,
+        signer: signer_in(src, Address::from_slice(&signer[2..22]), &signer[22..])?,
         policies,
     })
 }
 
 /// Parses a signer's install data by its contract address.
 pub fn decode_signer(contract: Address, data: &[u8]) -> Result<Signer, DecodeError> {
+    signer_in(Source::COPY, contract, data)
+}
+
+fn signer_in(src: Source<'_>, contract: Address, data: &[u8]) -> Result<Signer, DecodeError> {
     let mut signer = Signer {
         kind: SignerKind::Unknown,
         contract,
         address: None,
         webauthn: None,
         version: None,
-        data: Bytes::copy_from_slice(data),
+        data: src.part(data),
     };
     match contract {
         ECDSA_SIGNER => {

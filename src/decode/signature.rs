@@ -12,7 +12,7 @@
 use alloy_primitives::{Bytes, B256};
 use serde::Serialize;
 
-use super::{ser, DecodeError};
+use super::{ser, DecodeError, Source};
 
 /// `keccak("kernel.replayable.signature")`: the v3.2+ prefix of chain-agnostic signatures.
 pub const REPLAYABLE_MAGIC: B256 =
@@ -91,9 +91,9 @@ fn segment(sig: &[u8], pos: usize) -> Result<(u8, &[u8], usize), DecodeError> {
     Ok((index, &sig[start..start + len], start + len))
 }
 
-fn signer_part(sig: &[u8], pos: usize) -> Result<Bytes, DecodeError> {
+fn signer_part(src: Source<'_>, sig: &[u8], pos: usize) -> Result<Bytes, DecodeError> {
     match sig.get(pos) {
-        Some(&SIGNER_MARKER) => Ok(Bytes::copy_from_slice(&sig[pos + 1..])),
+        Some(&SIGNER_MARKER) => Ok(src.part(&sig[pos + 1..])),
         found => Err(DecodeError::MissingSignerMarker {
             at: pos,
             found: found.copied(),
@@ -105,16 +105,21 @@ fn signer_part(sig: &[u8], pos: usize) -> Result<Bytes, DecodeError> {
 /// stripping the replayable prefix (the fuzzing entry point).
 pub fn decode_permission_signature(sig: &[u8]) -> Result<PermissionSignature, DecodeError> {
     let (replayable, sig) = strip_replayable(sig);
-    split(sig, replayable)
+    split(Source::COPY, sig, replayable)
 }
 
 /// Splits a permission signature as Kernel sees it after the prefix is gone (or inside an
 /// enable wrapper, where no prefix is stripped).
 pub fn decode_inner_permission_signature(sig: &[u8]) -> Result<PermissionSignature, DecodeError> {
-    split(sig, false)
+    split(Source::COPY, sig, false)
 }
 
-fn split(sig: &[u8], replayable: bool) -> Result<PermissionSignature, DecodeError> {
+/// [`decode_inner_permission_signature`], the parts taken from `src`.
+pub(crate) fn inner_permission_signature_in(src: Source<'_>, sig: &[u8]) -> Result<PermissionSignature, DecodeError> {
+    split(src, sig, false)
+}
+
+fn split(src: Source<'_>, sig: &[u8], replayable: bool) -> Result<PermissionSignature, DecodeError> {
     let mut segments: Vec<PolicySegment> = Vec::new();
     let mut pos = 0;
     while let Some(&index) = sig.get(pos) {
@@ -134,11 +139,11 @@ fn split(sig: &[u8], replayable: bool) -> Result<PermissionSignature, DecodeErro
         segments.push(PolicySegment {
             index,
             at: pos,
-            data: Bytes::copy_from_slice(data),
+            data: src.part(data),
         });
         pos = next;
     }
-    let signer_signature = signer_part(sig, pos)?;
+    let signer_signature = signer_part(src, sig, pos)?;
     Ok(PermissionSignature {
         replayable,
         segments,
@@ -150,15 +155,24 @@ fn split(sig: &[u8], replayable: bool) -> Result<PermissionSignature, DecodeErro
 /// does, after stripping the replayable prefix.
 pub fn assign_policy_signatures(sig: &[u8], policy_count: usize) -> Result<PolicyAssignment, DecodeError> {
     let (replayable, sig) = strip_replayable(sig);
-    walk(sig, policy_count, replayable)
+    walk(Source::COPY, sig, policy_count, replayable)
 }
 
 /// [`assign_policy_signatures`] on a signature whose prefix is already gone.
 pub fn assign_inner_policy_signatures(sig: &[u8], policy_count: usize) -> Result<PolicyAssignment, DecodeError> {
-    walk(sig, policy_count, false)
+    walk(Source::COPY, sig, policy_count, false)
 }
 
-fn walk(sig: &[u8], policy_count: usize, replayable: bool) -> Result<PolicyAssignment, DecodeError> {
+/// [`assign_inner_policy_signatures`], the parts taken from `src`.
+pub(crate) fn inner_policy_signatures_in(
+    src: Source<'_>,
+    sig: &[u8],
+    policy_count: usize,
+) -> Result<PolicyAssignment, DecodeError> {
+    walk(src, sig, policy_count, false)
+}
+
+fn walk(src: Source<'_>, sig: &[u8], policy_count: usize, replayable: bool) -> Result<PolicyAssignment, DecodeError> {
     let mut policies = Vec::with_capacity(policy_count.min(254));
     let mut pos = 0;
     // Ends by i = 256 at the latest: an index byte is at most 255.
@@ -170,7 +184,7 @@ fn walk(sig: &[u8], policy_count: usize, replayable: bool) -> Result<PolicyAssig
         match usize::from(index).cmp(&i) {
             std::cmp::Ordering::Equal => {
                 let (_, data, next) = segment(sig, pos)?;
-                policies.push(Bytes::copy_from_slice(data));
+                policies.push(src.part(data));
                 pos = next;
             }
             std::cmp::Ordering::Less => {
@@ -183,7 +197,7 @@ fn walk(sig: &[u8], policy_count: usize, replayable: bool) -> Result<PolicyAssig
             std::cmp::Ordering::Greater => policies.push(Bytes::new()),
         }
     }
-    let signer_signature = signer_part(sig, pos)?;
+    let signer_signature = signer_part(src, sig, pos)?;
     Ok(PolicyAssignment {
         replayable,
         policies,

@@ -90,7 +90,7 @@ fn parts_fail_independently() {
     let d = decode_kernel_with(
         op.sender,
         op.nonce,
-        &[0xe9, 0xae, 0x5c, 0x53, 1],
+        &Bytes::from_static(&[0xe9, 0xae, 0x5c, 0x53, 1]),
         &op.signature,
         &[1, 2],
         &opts,
@@ -103,7 +103,7 @@ fn parts_fail_independently() {
     assert!(j["errors"][0]["message"].as_str().unwrap().contains("callData"));
 
     // A replayable prefix on a v3.1 account is read as signature bytes there: reported.
-    let sig = [REPLAYABLE_MAGIC.as_slice(), &op.signature].concat();
+    let sig = Bytes::from([REPLAYABLE_MAGIC.as_slice(), &op.signature].concat());
     let opts = DecodeOptions {
         kernel_version: Some(KernelVersion::V3_1),
         ..Default::default()
@@ -119,7 +119,14 @@ fn parts_fail_independently() {
 
     // An unknown validation type fails the nonce; the calls still decode.
     let bad_nonce = U256::from(3u8) << 240usize;
-    let d = decode_kernel_with(op.sender, bad_nonce, &op.call_data, &[], &[], &DecodeOptions::default());
+    let d = decode_kernel_with(
+        op.sender,
+        bad_nonce,
+        &op.call_data,
+        &Bytes::new(),
+        &[],
+        &DecodeOptions::default(),
+    );
     assert_eq!(d.errors[0].error, DecodeError::UnknownValidationType(3));
     assert!(d.calls.is_some());
 }
@@ -154,7 +161,7 @@ fn merkle_enable_through_decode_kernel() {
         Bytes::from(enable_sig),
         e.user_op_sig.clone(),
     );
-    let sig = [e.hook.as_slice(), &tuple.abi_encode_params()].concat();
+    let sig = Bytes::from([e.hook.as_slice(), &tuple.abi_encode_params()].concat());
     let opts = DecodeOptions {
         chain_id: Some(31337),
         root_owner: Some(owner),
@@ -210,7 +217,7 @@ fn merkle_approval_needs_the_digest() {
         Bytes::from(enable_sig),
         Bytes::from(vec![0xFF]),
     );
-    let sig = [&[0u8; 20][..], &fields.abi_encode_params()].concat();
+    let sig = Bytes::from([&[0u8; 20][..], &fields.abi_encode_params()].concat());
     let nonce = U256::from_be_bytes({
         let mut b = [0u8; 32];
         b[0] = 1;
@@ -222,7 +229,7 @@ fn merkle_approval_needs_the_digest() {
         root_owner: Some(owner),
         ..Default::default()
     };
-    let d = decode_kernel_with(Address::repeat_byte(1), nonce, &[], &sig, &[], &opts);
+    let d = decode_kernel_with(Address::repeat_byte(1), nonce, &Bytes::new(), &sig, &[], &opts);
     let info = d.enable.unwrap();
     assert!(info.multichain);
     assert_eq!(
@@ -282,7 +289,7 @@ fn an_unrecoverable_approval_fails_when_the_owner_is_known() {
         Bytes::from(bad),
         e.user_op_sig.clone(),
     );
-    let sig = [e.hook.as_slice(), &tuple.abi_encode_params()].concat();
+    let sig = Bytes::from([e.hook.as_slice(), &tuple.abi_encode_params()].concat());
     let owner = addr(&v["rootValidator"]["owner"]);
     let with_owner = DecodeOptions {
         chain_id: Some(31337),

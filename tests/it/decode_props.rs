@@ -421,7 +421,8 @@ proptest! {
         b[2..6].copy_from_slice(&keccak256(&data)[..4]);
         let nonce = U256::from_be_bytes(b);
         let opts = DecodeOptions { chain_id: Some(1), ..Default::default() };
-        let _ = decode_kernel_with(Address::ZERO, nonce, &data, &data, &data, &opts);
+        let bytes = Bytes::from(data.clone());
+        let _ = decode_kernel_with(Address::ZERO, nonce, &bytes, &bytes, &data, &opts);
     }
 
     #[test]

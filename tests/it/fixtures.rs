@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{hex, Address, B256, U256};
+use alloy_primitives::{hex, Address, Bytes, B256, U256};
 use k256::ecdsa::SigningKey;
 use opgate::decode::{decode_kernel_with, DecodeOptions, KernelDecoded};
 use serde::de::DeserializeOwned;
@@ -89,8 +89,8 @@ pub fn init_code(op: &Value) -> Vec<u8> {
 pub struct OpParts {
     pub sender: Address,
     pub nonce: U256,
-    pub call_data: Vec<u8>,
-    pub signature: Vec<u8>,
+    pub call_data: Bytes,
+    pub signature: Bytes,
     pub init_code: Vec<u8>,
 }
 
@@ -101,8 +101,8 @@ impl OpParts {
         Self {
             sender: addr(&op["sender"]),
             nonce: u256(&op["nonce"]),
-            call_data: bytes(&op["callData"]),
-            signature: bytes(&op["signature"]),
+            call_data: bytes(&op["callData"]).into(),
+            signature: bytes(&op["signature"]).into(),
             init_code: init_code(op),
         }
     }

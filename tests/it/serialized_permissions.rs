@@ -179,8 +179,8 @@ fn rebuilt_enable_data_is_what_the_enable_mode_ops_carried() {
         let d = decode_kernel_with(
             addr(&op["sender"]),
             op["nonce"].as_str().unwrap().parse().unwrap(),
-            &bytes(&op["callData"]),
-            &bytes(&op["signature"]),
+            &bytes(&op["callData"]).into(),
+            &bytes(&op["signature"]).into(),
             &init_code,
             &DecodeOptions::default(),
         );
