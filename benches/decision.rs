@@ -31,6 +31,8 @@
 //! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
 //! short smoke run instead, and skips when no Redis answers.
 
+#[path = "common/alloc.rs"]
+mod allocator;
 #[path = "common/host.rs"]
 mod host;
 use host::{args_or_smoke, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};

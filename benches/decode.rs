@@ -21,6 +21,9 @@
 //!
 //! Run: `cargo bench --bench decode` (or `scripts/bench-decode.sh`); figures in BENCHMARKS.md.
 
+#[path = "common/alloc.rs"]
+mod allocator;
+
 use std::hint::black_box;
 use std::path::Path;
 

@@ -19,6 +19,8 @@
 //! short smoke run instead. No tracing subscriber is installed, so opgate logs nothing whatever
 //! `RUST_LOG` says.
 
+#[path = "common/alloc.rs"]
+mod allocator;
 #[path = "common/host.rs"]
 mod host;
 use host::{args_or_smoke, env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};

@@ -39,6 +39,8 @@
 //! Without any argument or `OPGATE_BENCH_*` variable (as under `cargo test --benches`) it does a
 //! short smoke run instead (it still starts the devnet: node and npm are needed).
 
+#[path = "common/alloc.rs"]
+mod allocator;
 #[path = "common/host.rs"]
 mod host;
 use host::{args_or_smoke, cpu_of, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};
