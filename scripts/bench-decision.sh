@@ -13,10 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
-echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, ${mem:-unknown} memory"
-echo "toolchain: $(rustc --version)"
+source scripts/bench-machine.sh
+bench_machine
 if command -v redis-server >/dev/null 2>&1; then
   echo "redis: $(redis-server --version | cut -d' ' -f1-3)"
 fi

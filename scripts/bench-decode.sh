@@ -14,9 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}"
-echo "toolchain: $(rustc --version)"
+source scripts/bench-machine.sh
+bench_machine
 
 if [[ "${1:-}" == "--instructions" ]]; then
   if ! command -v valgrind >/dev/null; then
