@@ -35,7 +35,10 @@
 mod allocator;
 #[path = "common/host.rs"]
 mod host;
-use host::{args_or_smoke, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};
+use host::{
+    args_or_exit, args_or_smoke, env_or, finish, load_average, machine_cpu, parse_list, process_cpu, runtime, us,
+    TICK_NS,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1619,20 +1622,7 @@ async fn measure_all(
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("decision: {e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
-        eprintln!("decision: {e}");
-        std::process::exit(1);
-    }
+    let args = args_or_exit("decision", parse_args());
+    let runtime = runtime(Some(args.workers));
+    finish("decision", runtime.block_on(run(args)));
 }

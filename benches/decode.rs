@@ -23,18 +23,18 @@
 
 #[path = "common/alloc.rs"]
 mod allocator;
+#[path = "common/vector.rs"]
+mod vector;
 
 use std::hint::black_box;
-use std::path::Path;
 
 use alloy_primitives::{Address, Bytes, B256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opgate::decode::ecdsa::recover;
-use opgate::decode::enable::{enable_digest, EnableDomain, KernelVersion};
+use opgate::decode::enable::{enable_digest, EnableDomain};
 use opgate::decode::{decode_kernel_structure, DecodeOptions, KernelDecoded};
 use opgate::userop::{parse_user_operation_for, UserOperation};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 /// The inputs: (label, vector file name).
 const INPUTS: [(&str, &str); 3] = [
@@ -56,18 +56,12 @@ struct Input {
 
 impl Input {
     fn load(label: &'static str, name: &str) -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/vectors/{name}.json"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let v: Value = serde_json::from_str(&text).expect("vector JSON");
-        let raw = serde_json::value::to_raw_value(&v["userOperation"]).expect("userOperation");
-        let entry_point: Address = v["entryPoint"]["address"].as_str().unwrap().parse().unwrap();
-        let chain_id = v["chainId"].as_u64().expect("chainId");
-        let opts = DecodeOptions {
-            chain_id: Some(chain_id),
-            kernel_version: v["kernelVersion"].as_str().and_then(KernelVersion::parse),
-            root_owner: v["rootValidator"]["owner"].as_str().map(|o| o.parse().unwrap()),
-            ..Default::default()
-        };
+        let vector::Recorded {
+            raw,
+            entry_point,
+            chain_id,
+            opts,
+        } = vector::load(name).unwrap_or_else(|e| panic!("{e}"));
         let op = parse_user_operation_for(&raw, entry_point).expect("a valid op");
         let init_code = op.init_code();
         let input = Self {

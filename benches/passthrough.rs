@@ -23,7 +23,7 @@
 mod allocator;
 #[path = "common/host.rs"]
 mod host;
-use host::{args_or_smoke, env_or, load_average, machine_cpu, process_cpu, us, TICK_NS};
+use host::{args_or_exit, args_or_smoke, env_or, finish, load_average, machine_cpu, process_cpu, runtime, us, TICK_NS};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -829,19 +829,7 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("passthrough: {e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
-        eprintln!("passthrough: {e}");
-        std::process::exit(1);
-    }
+    let args = args_or_exit("passthrough", parse_args());
+    let runtime = runtime(None);
+    finish("passthrough", runtime.block_on(run(args)));
 }

@@ -43,7 +43,10 @@
 mod allocator;
 #[path = "common/host.rs"]
 mod host;
-use host::{args_or_smoke, cpu_of, env_or, load_average, machine_cpu, parse_list, process_cpu, us, TICK_NS};
+use host::{
+    args_or_exit, args_or_smoke, cpu_of, env_or, finish, load_average, machine_cpu, parse_list, process_cpu, runtime,
+    us, TICK_NS,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -1440,18 +1443,8 @@ async fn stop_signal() -> &'static str {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("simulate: {e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let args = args_or_exit("simulate", parse_args());
+    let runtime = runtime(Some(args.workers));
     // On a signal the run is dropped, and with it the devnet guard, which stops the devnet.
     let outcome = runtime.block_on(async {
         tokio::select! {
@@ -1461,8 +1454,5 @@ fn main() {
     });
     // Waits for blocking work still running (a devnet still starting is then stopped by its guard).
     drop(runtime);
-    if let Err(e) = outcome {
-        eprintln!("simulate: {e}");
-        std::process::exit(1);
-    }
+    finish("simulate", outcome);
 }

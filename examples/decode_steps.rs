@@ -13,17 +13,16 @@
 
 #[path = "../benches/common/alloc.rs"]
 mod allocator;
+#[path = "../benches/common/vector.rs"]
+mod vector;
 
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use alloy_primitives::Address;
-use opgate::decode::enable::KernelVersion;
-use opgate::decode::{decode_kernel_structure, DecodeOptions};
+use opgate::decode::decode_kernel_structure;
 use opgate::userop::parse_user_operation_for;
-use serde_json::value::RawValue;
-use serde_json::Value;
+use vector::Recorded;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,25 +31,17 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let name = args.get(2).map_or("call-equal-enable-k031", String::as_str);
-    let path = format!("{}/tests/data/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let vector: Value = match std::fs::read_to_string(&path).map(|t| serde_json::from_str(&t)) {
-        Ok(Ok(v)) => v,
-        _ => {
-            eprintln!("{path}: not a readable vector");
+    let Recorded {
+        raw,
+        entry_point,
+        chain_id,
+        opts,
+    } = match vector::load(name) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
-    };
-    let raw: Box<RawValue> = serde_json::value::to_raw_value(&vector["userOperation"]).expect("an op");
-    let entry_point: Address = vector["entryPoint"]["address"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("entryPoint");
-    let chain_id = vector["chainId"].as_u64().expect("chainId");
-    let opts = DecodeOptions {
-        chain_id: Some(chain_id),
-        kernel_version: vector["kernelVersion"].as_str().and_then(KernelVersion::parse),
-        root_owner: vector["rootValidator"]["owner"].as_str().and_then(|o| o.parse().ok()),
-        ..Default::default()
     };
     let op = parse_user_operation_for(&raw, entry_point).expect("a valid op");
     let init_code = op.init_code();

@@ -12,6 +12,31 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, 
     }
 }
 
+/// The bench's parsed arguments; on a usage error, the message and exit status 2.
+pub(crate) fn args_or_exit<T>(bench: &str, parsed: Result<T, String>) -> T {
+    parsed.unwrap_or_else(|e| {
+        eprintln!("{bench}: {e}");
+        std::process::exit(2);
+    })
+}
+
+/// A multi-thread tokio runtime: `workers` worker threads, or one per CPU.
+pub(crate) fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().expect("a tokio runtime")
+}
+
+/// Ends the bench: exit status 1 with the message when the run failed.
+pub(crate) fn finish(bench: &str, outcome: Result<(), String>) {
+    if let Err(e) = outcome {
+        eprintln!("{bench}: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// A comma-separated list of numbers (`1,4,16`).
 #[allow(dead_code, reason = "the pass-through bench takes no list")]
 pub(crate) fn parse_list(v: &str) -> Result<Vec<usize>, String> {
