@@ -16,6 +16,7 @@ use alloy_primitives::{Address, Bytes, FixedBytes, B256, U256};
 use serde::Serialize;
 
 use super::abi::{selector_of, Abi, Arith};
+use super::canonical::{check_params, execution_array, AbiType, Trailing};
 use super::{ser, DecodeError, Source};
 
 /// Kernel v3 `execute(bytes32,bytes)`.
@@ -67,6 +68,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// A plain `CALL` of `data` with `value` to `target`.
+    pub fn plain(target: Address, value: U256, data: &[u8]) -> Self {
+        Self::new(Source::COPY, CallKind::Call, target, value, data)
+    }
+
     fn new(src: Source<'_>, call_type: CallKind, target: Address, value: U256, data: &[u8]) -> Self {
         Self {
             call_type,
@@ -170,6 +176,11 @@ pub struct DecodedCalls {
     pub calls: Vec<Call>,
     /// Set when the account will revert instead of making the calls.
     pub reverts: Option<RevertReason>,
+    /// Set when the call data is not what the canonical ABI encoder writes (offsets the encoder
+    /// would not write, shared or overlapping tails, bytes between the encoded parts, dirty
+    /// words): the chain reads it by its offsets, as decoded here, but a second reading exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_canonical: Option<String>,
 }
 
 /// Decodes a UserOperation's `callData` (the fuzzing entry point for calls).
@@ -199,6 +210,7 @@ fn decode_direct(src: Source<'_>, cd: &[u8]) -> Result<DecodedCalls, DecodeError
         call_type: None,
         calls: Vec::new(),
         reverts: None,
+        non_canonical: None,
     };
     let Some(sel) = out.selector else {
         if cd.is_empty() {
@@ -210,10 +222,20 @@ fn decode_direct(src: Source<'_>, cd: &[u8]) -> Result<DecodedCalls, DecodeError
     let (format, call_type, calls) = match sel.0 {
         KERNEL_EXECUTE => {
             let mode = B256::from(*args.word(4)?);
-            args.word(36)?;
+            let offset = args.u256(36)?;
             let exec = args.named("executionCalldata").bytes_at(4, 36, Arith::Checked)?;
+            if offset != U256::from(0x40) {
+                out.non_canonical = Some(format!(
+                    "execute: executionCalldata's head offset is {offset:#x} where the encoder puts 0x40"
+                ));
+            }
             let (mode, calls, reverts) = execution(src, &mode, exec)?;
             out.reverts = reverts;
+            if mode.call_type == ExecCallType::Batch && out.non_canonical.is_none() {
+                out.non_canonical = check_params(&[execution_array()], exec, Trailing::Refused)
+                    .err()
+                    .map(|d| format!("execute batch: {d} in executionCalldata"));
+            }
             let ct = mode.call_type;
             out.mode = Some(mode);
             (CallDataFormat::KernelExecute, ct, calls)
@@ -269,10 +291,51 @@ fn decode_direct(src: Source<'_>, cd: &[u8]) -> Result<DecodedCalls, DecodeError
         }
         _ => return Ok(out),
     };
+    if out.non_canonical.is_none() {
+        out.non_canonical = account_abi(sel.0).and_then(|(name, types)| {
+            check_params(&types, &cd[4..], Trailing::Ignored)
+                .err()
+                .map(|d| format!("{name}: {d}"))
+        });
+    }
     out.format = format;
     out.call_type = Some(call_type);
     out.calls = calls;
     Ok(out)
+}
+
+/// The argument types of the account entry points other than Kernel v3 `execute` (whose
+/// `executionCalldata` is checked by call type).
+fn account_abi(selector: [u8; 4]) -> Option<(&'static str, Vec<AbiType>)> {
+    let bytes_array = || AbiType::Array(Box::new(AbiType::Bytes));
+    Some(match selector {
+        KERNEL_V2_EXECUTE => (
+            "execute(address,uint256,bytes,uint8)",
+            vec![AbiType::Address, AbiType::Uint(256), AbiType::Bytes, AbiType::Uint(8)],
+        ),
+        EXECUTE_BATCH_CALLS => ("executeBatch((address,uint256,bytes)[])", vec![execution_array()]),
+        KERNEL_V2_EXECUTE_DELEGATE_CALL => (
+            "executeDelegateCall(address,bytes)",
+            vec![AbiType::Address, AbiType::Bytes],
+        ),
+        SIMPLE_EXECUTE => (
+            "execute(address,uint256,bytes)",
+            vec![AbiType::Address, AbiType::Uint(256), AbiType::Bytes],
+        ),
+        SIMPLE_EXECUTE_BATCH => (
+            "executeBatch(address[],uint256[],bytes[])",
+            vec![
+                AbiType::Array(Box::new(AbiType::Address)),
+                AbiType::Array(Box::new(AbiType::Uint(256))),
+                bytes_array(),
+            ],
+        ),
+        SIMPLE_EXECUTE_BATCH_V06 => (
+            "executeBatch(address[],bytes[])",
+            vec![AbiType::Array(Box::new(AbiType::Address)), bytes_array()],
+        ),
+        _ => return None,
+    })
 }
 
 /// Decodes a Kernel v3 `executionCalldata` under `mode`.

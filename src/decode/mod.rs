@@ -7,6 +7,8 @@
 //!   ([`decode_nonce_bytes`]).
 //! - [`calls`]: `execute` single / batch / delegatecall / static, the `executeUserOp` prefix,
 //!   Kernel v2 and SimpleAccount entry points ([`decode_calls`]).
+//! - [`canonical`]: the one reading of ABI bytes — function signatures, the canonical layout
+//!   check, the built-in table of token functions.
 //! - [`signature`]: the permission signature — policy segments and signer signature
 //!   ([`decode_permission_signature`], [`assign_policy_signatures`]).
 //! - [`enable`]: the enable-mode wrapper, selector data, the EIP-712 Enable digest and its
@@ -28,6 +30,7 @@
 
 mod abi;
 pub mod calls;
+pub mod canonical;
 pub mod ecdsa;
 pub mod enable;
 mod error;
