@@ -1,10 +1,11 @@
 //! ECDSA recovery as Kernel's validators and signers do it (solady `ECDSA.recover` over the
 //! `ecrecover` precompile).
 //!
-//! Only the 65-byte `r ‖ s ‖ v` form with `v ∈ {27, 28}` is accepted: `ecrecover` rejects other
-//! `v` values and the 64-byte compact form is not accepted by every deployed module. A high `s`
-//! is accepted (the precompile does not check malleability). Anything unrecoverable is an error,
-//! which matches the chain: solady's `recover` reverts instead of returning zero.
+//! Two forms are accepted, as solady's `ECDSA.recover` (which Kernel's ECDSA validator and
+//! ECDSASigner use) accepts them: 65-byte `r ‖ s ‖ v` with `v ∈ {27, 28}`, and the 64-byte EIP-2098
+//! compact form `r ‖ yParityAndS`. A high `s` is accepted (the precompile does not check
+//! malleability). Anything unrecoverable is an error, which matches the chain: solady's `recover`
+//! reverts instead of returning zero.
 
 use alloy_primitives::{eip191_hash_message, uint, Address, Signature, B256, U256};
 
@@ -23,21 +24,38 @@ pub enum HashScheme {
     Eip191,
 }
 
-/// Recovers the signer of `hash` from a 65-byte `r ‖ s ‖ v` signature.
+/// Recovers the signer of `hash` from a 65-byte `r ‖ s ‖ v` or 64-byte compact (EIP-2098)
+/// signature.
 pub fn recover(hash: &B256, sig: &[u8]) -> Result<Address, DecodeError> {
-    let bytes: &[u8; 65] = sig.try_into().map_err(|_| DecodeError::BadSize {
-        what: "ecdsa signature",
-        len: sig.len(),
-        expected: "65 bytes",
-    })?;
-    let v = bytes[64];
-    let parity = match v {
-        27 => false,
-        28 => true,
-        _ => return Err(DecodeError::InvalidRecoveryId(v)),
+    let (r, s, parity) = match sig.len() {
+        65 => {
+            let v = sig[64];
+            let parity = match v {
+                27 => false,
+                28 => true,
+                _ => return Err(DecodeError::InvalidRecoveryId(v)),
+            };
+            (
+                U256::from_be_slice(&sig[..32]),
+                U256::from_be_slice(&sig[32..64]),
+                parity,
+            )
+        }
+        64 => {
+            let vs = U256::from_be_slice(&sig[32..64]);
+            let parity = vs.bit(255);
+            let mut s = vs;
+            s.set_bit(255, false);
+            (U256::from_be_slice(&sig[..32]), s, parity)
+        }
+        len => {
+            return Err(DecodeError::BadSize {
+                what: "ecdsa signature",
+                len,
+                expected: "65 bytes (r ‖ s ‖ v) or 64 bytes (EIP-2098 r ‖ yParityAndS)",
+            })
+        }
     };
-    let r = U256::from_be_slice(&bytes[..32]);
-    let s = U256::from_be_slice(&bytes[32..64]);
     // `ecrecover` needs 0 < r, s < n; checking first also keeps alloy's low-s normalisation
     // (n − s) in range.
     let in_range = |x: U256| x != U256::ZERO && x < SECP256K1N_ORDER;

@@ -126,10 +126,23 @@ fn ecdsa_recovery_like_ecrecover() {
     let mut s_max = sig;
     s_max[32..64].fill(0xFF);
     assert_eq!(recover(&hash, &s_max), Err(DecodeError::Unrecoverable));
-    assert!(matches!(
-        recover(&hash, &sig[..64]),
-        Err(DecodeError::BadSize { len: 64, .. })
-    ));
+    // EIP-2098 compact form: r ‖ (yParity << 255 | s), as solady accepts it.
+    let mut compact = sig[..64].to_vec();
+    if sig[64] == 28 {
+        compact[32] |= 0x80;
+    }
+    assert_eq!(recover(&hash, &compact), recover(&hash, &sig));
+    let mut flipped = compact.clone();
+    flipped[32] ^= 0x80;
+    assert_ne!(recover(&hash, &flipped).ok(), recover(&hash, &sig).ok());
+    for len in [63, 66] {
+        let mut other = sig.to_vec();
+        other.resize(len, 0);
+        assert!(
+            matches!(recover(&hash, &other), Err(DecodeError::BadSize { .. })),
+            "{len} bytes"
+        );
+    }
 }
 
 #[test]
