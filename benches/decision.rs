@@ -1509,6 +1509,8 @@ async fn measure_all(
                 selectors: vec![FixedBytes(EXECUTE_SELECTOR)],
                 source: Source::Operator,
                 learned_at: now_secs(),
+                hook: None,
+                enable_nonce: None,
             },
         )
         .await

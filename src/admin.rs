@@ -132,10 +132,14 @@ impl Admin {
             selectors: vec![sp.action.selector],
             source: Source::Operator,
             learned_at: self.gate.clock.now(),
+            hook: None,
+            enable_nonce: None,
         };
         let info = sp.deployment().ok().flatten().map(|d| AccountInfo {
             root_owner: d.root_validator.as_ref().and_then(|r| r.owner),
             kernel_version: d.kernel_version,
+            root_validator: d.root_validator.as_ref().and_then(|r| r.address),
+            ..Default::default()
         });
         let registry = &self.gate.registry;
         let put = async {

@@ -70,6 +70,7 @@ impl App {
             session: config.session,
             on_error: config.store.on_error,
             metrics: metrics.decisions(),
+            delegates: config.delegates.clone(),
         });
         let max_response = config.server.max_response_body_bytes as usize;
         // One client for every upstream and node: one TLS setup, one connection pool.

@@ -248,6 +248,19 @@ pub fn decode_op(op: &UserOperation, entry_point: Address, chain_id: Option<u64>
 /// Decodes a parsed UserOperation with what is known of the account beyond the op itself (its
 /// root owner and Kernel release).
 pub fn decode_op_with(op: &UserOperation, entry_point: Address, opts: &DecodeOptions) -> DecodedOp {
+    decode_op_known(op, entry_point, opts, false)
+}
+
+/// [`decode_op_with`], told whether opgate already knows the account as a Kernel account (the
+/// registry knows it or a permission of it, or it is a Kernel v3.3 EIP-7702 delegation). A Kernel
+/// op is recognised from what is known and from its nonce, not from its call data alone: a
+/// session op whose call data is not `execute` is still a Kernel op.
+pub fn decode_op_known(
+    op: &UserOperation,
+    entry_point: Address,
+    opts: &DecodeOptions,
+    known_kernel: bool,
+) -> DecodedOp {
     let version = op.version();
     let chain_id = opts.chain_id;
     let user_op_hash = chain_id.and_then(|id| op.hash(entry_point, id).ok());
@@ -273,10 +286,9 @@ pub fn decode_op_with(op: &UserOperation, entry_point: Address, opts: &DecodeOpt
             | CallDataFormat::SimpleAccountExecuteBatchV06
             | CallDataFormat::ExecuteBatch,
         ) => "simple-account",
-        _ => match k.deployment.as_ref().and_then(|d| d.kernel_version) {
-            Some(_) => "kernel-v3",
-            None => "unknown",
-        },
+        _ if k.deployment.as_ref().is_some_and(|d| d.kernel_version.is_some()) => "kernel-v3",
+        _ if version == EntryPointVersion::V07 && (known_kernel || kernel_nonce(&k)) => "kernel-v3",
+        _ => "unknown",
     };
     let calls: Vec<CallView> = k
         .calls
@@ -298,6 +310,14 @@ pub fn decode_op_with(op: &UserOperation, entry_point: Address, opts: &DecodeOpt
         kernel,
         detail: Some(k),
     }
+}
+
+/// A nonce only a Kernel permission (or enable-mode) op carries: validation type 0x02 with a
+/// permission id, or enable mode with an enable wrapper that decodes.
+fn kernel_nonce(k: &KernelDecoded) -> bool {
+    k.nonce.as_ref().is_some_and(|n| {
+        n.permission_id.is_some_and(|p| !p.is_zero()) || (n.mode == ValidationMode::Enable && k.enable.is_some())
+    })
 }
 
 fn kernel_view(k: &KernelDecoded, calls: &[CallView]) -> KernelView {

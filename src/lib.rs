@@ -12,6 +12,7 @@
 //! - [`relay`]: upstream bundlers — HTTP client, failover, the no-second-send rule.
 //! - [`outbound`]: the HTTP(S) client the relay and the simulator share (rustls, trusted roots).
 //! - [`pipeline`]: the life of an `eth_sendUserOperation`.
+//! - [`learn`]: what an accepted op teaches the registry about its account.
 //! - [`store`]: usage counters, reservations, revocations and the permission registry (memory or
 //!   Redis).
 //! - [`telemetry`]: Prometheus metrics and tracing.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod explain;
+pub mod learn;
 pub mod outbound;
 pub mod pipeline;
 pub mod policy;

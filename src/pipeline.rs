@@ -26,13 +26,13 @@ use serde_json::value::RawValue;
 
 use crate::chain::Chain;
 use crate::clock::Clock;
-use crate::config::{OnError, OperatorPolicy, SessionConfig};
+use crate::config::{Delegate, OnError, OperatorPolicy, SessionConfig};
 use crate::decode::{DecodeOptions, ValidationMode, ValidationType};
 use crate::explain::{self, DecodedOp};
 use crate::policy::{
     self, Evaluation, OpContext, PermissionSource, Permit, Reason, Rejection, SessionPermission, Settings,
 };
-use crate::registry::{AccountInfo, KnownPermission, Registry, Source, StoredPermission};
+use crate::registry::{AccountInfo, KnownPermission, Registry};
 use crate::relay::{RelayError, UpstreamAnswer};
 use crate::rpc::errors::{self, RpcFailure};
 use crate::sim::{Effects, Execution, SimError, Simulation, Validation};
@@ -57,6 +57,8 @@ pub struct Gate {
     pub on_error: OnError,
     /// Decision metrics.
     pub metrics: DecisionMetrics,
+    /// Delegatecall targets whose behaviour the operator declared.
+    pub delegates: Vec<Delegate>,
 }
 
 impl Gate {
@@ -72,7 +74,7 @@ impl Gate {
         }
     }
 
-    fn store_error(&self, operation: &str, e: &StoreError) {
+    pub(crate) fn store_error(&self, operation: &str, e: &StoreError) {
         let kind = match e {
             StoreError::Timeout(_) => "timeout",
             StoreError::Unavailable(_) => "unavailable",
@@ -96,8 +98,11 @@ pub struct Prepared {
     pub hash: B256,
     /// Decoded view (with the full Kernel decoding in `detail`).
     pub decoded: DecodedOp,
-    /// The permission from the registry, for default-mode permission ops.
+    /// The permission from the registry under the op's permission id: the one in effect for a
+    /// default-mode op, the one being replaced for an enable-mode op.
     pub registered: Option<Arc<KnownPermission>>,
+    /// What the registry knows of the account.
+    pub account: Option<Arc<AccountInfo>>,
     /// The registry could not be read (store failure).
     pub registry_failed: bool,
     /// The clock when the op arrived.
@@ -115,11 +120,13 @@ impl Prepared {
                 if n.mode == ValidationMode::Enable {
                     let k = kernel.expect("nonce came from it");
                     selectors_enable = k.selector_data.iter().map(|s| s.selector).collect();
+                    let hook = k.enable.as_ref().map(|e| e.data.hook);
                     k.permission.as_ref().map(|p| SessionPermission {
                         id,
                         permission: p,
                         selectors: &selectors_enable,
                         source: PermissionSource::Enable,
+                        hook,
                     })
                 } else {
                     self.registered.as_deref().map(|r| SessionPermission {
@@ -127,23 +134,34 @@ impl Prepared {
                         permission: &r.permission,
                         selectors: &r.stored.selectors,
                         source: PermissionSource::Registry,
+                        hook: r.stored.hook,
                     })
                 }
             }
             _ => None,
         };
+        let calls = self
+            .decoded
+            .detail
+            .as_ref()
+            .and_then(|k| k.calls.as_ref())
+            .filter(|_| self.decoded.account != "unknown");
+        let delegated = calls
+            .map(|c| policy::delegated_calls(&c.calls, &gate.delegates, self.chain_id))
+            .unwrap_or_default();
+        let enable_mode = kernel
+            .and_then(|k| k.nonce.as_ref())
+            .is_some_and(|n| n.mode == ValidationMode::Enable);
         let ctx = OpContext {
+            account: self.account.as_deref(),
+            previous: self.registered.as_deref().filter(|_| enable_mode),
+            delegated: &delegated,
             chain_id: self.chain_id,
             entry_point: self.entry_point,
             op: &self.op,
             hash: self.hash,
             kernel,
-            calls: self
-                .decoded
-                .detail
-                .as_ref()
-                .and_then(|k| k.calls.as_ref())
-                .filter(|_| self.decoded.account != "unknown"),
+            calls,
             session,
             now: self.now,
             simulation,
@@ -159,6 +177,7 @@ impl Prepared {
                 policies,
                 unknown_permission,
                 store_on_error: gate.on_error,
+                unknown_validator: gate.session.unknown_validator,
             },
         )
     }
@@ -309,32 +328,47 @@ pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
     let mut registry_failed = false;
     let mut account = None;
     let mut registered = None;
-    if let Some(n) = &nonce {
-        if n.mode == ValidationMode::Enable {
-            match gate.registry.account(chain_id, sender).await {
-                Ok(a) => account = a,
-                Err(e) => {
-                    gate.store_error("registry", &e);
-                    registry_failed = true;
-                }
-            }
-        } else if let (ValidationType::Permission, Some(pid)) = (n.validation_type, n.permission_id) {
-            match gate.registry.permission(chain_id, sender, pid).await {
-                Ok(p) => registered = p,
-                Err(e) => {
-                    gate.store_error("registry", &e);
-                    registry_failed = true;
-                }
+    // Kernel v3 runs on EntryPoint v0.7 only; what the registry knows of the account tells a
+    // Kernel op apart whatever its call data (both look-ups are cached, misses included).
+    if op.version() == userop::EntryPointVersion::V07 {
+        match gate.registry.account(chain_id, sender).await {
+            Ok(a) => account = a,
+            Err(e) => {
+                gate.store_error("registry", &e);
+                registry_failed = true;
             }
         }
     }
+    if let Some((ValidationType::Permission, Some(pid))) = nonce.as_ref().map(|n| (n.validation_type, n.permission_id))
+    {
+        match gate.registry.permission(chain_id, sender, pid).await {
+            Ok(p) => registered = p,
+            Err(e) => {
+                gate.store_error("registry", &e);
+                registry_failed = true;
+            }
+        }
+    }
+    let eip7702 = op
+        .eip7702_auth()
+        .is_some_and(|a| a.address() == crate::decode::init::KERNEL_V3_3_IMPLEMENTATION)
+        || account.as_ref().is_some_and(|a| a.eip7702);
     let opts = DecodeOptions {
         chain_id: Some(chain_id),
-        kernel_version: account.and_then(|a: AccountInfo| a.kernel_version),
-        root_owner: account.and_then(|a| a.root_owner),
-        ..Default::default()
+        kernel_version: account
+            .as_ref()
+            .and_then(|a| a.kernel_version)
+            .or(eip7702.then_some(crate::decode::KernelVersion::V3_3)),
+        root_owner: if eip7702 {
+            Some(sender)
+        } else {
+            account.as_ref().and_then(|a| a.root_owner)
+        },
+        current_nonce: account.as_ref().and_then(|a| a.current_nonce),
+        validation_nonce: registered.as_ref().and_then(|r| r.stored.enable_nonce),
     };
-    let decoded = explain::decode_op_with(&op, entry_point, &opts);
+    let known_kernel = account.is_some() || registered.is_some() || eip7702;
+    let decoded = explain::decode_op_known(&op, entry_point, &opts, known_kernel);
     Ok(Prepared {
         op,
         entry_point,
@@ -342,6 +376,7 @@ pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         hash,
         decoded,
         registered,
+        account,
         registry_failed,
         now,
     })
@@ -516,17 +551,22 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
                 )));
             };
             let c = &planned.charge;
-            let mut rej = Rejection::new(
-                planned.origin.reason,
-                &planned.origin.policy,
-                &planned.origin.rule,
+            let detail = if planned.origin.reason == Reason::CrossChainReplay {
+                replay_detail()
+            } else {
                 format!(
                     "{} of {} already used{}; this op needs {}",
                     used,
                     c.limit,
                     resets_at.map(|t| format!(" (resets at {t})")).unwrap_or_default(),
                     c.amount
-                ),
+                )
+            };
+            let mut rej = Rejection::new(
+                planned.origin.reason,
+                &planned.origin.policy,
+                &planned.origin.rule,
+                detail,
             );
             if let Some(t) = resets_at {
                 rej = rej.retry_after(t.saturating_sub(p.now));
@@ -581,6 +621,12 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
     }
 }
 
+fn replay_detail() -> String {
+    "this chain-agnostic op (replayable signature) was already relayed once, on another chain or earlier; \
+     its signature is valid on every chain where the account exists, so a second send would execute it again"
+        .into()
+}
+
 /// Refunds a reservation whose answer came too late, retrying a few times in the background.
 fn undo_late_reservation(store: Arc<Store>, hash: B256) {
     tokio::spawn(async move {
@@ -617,48 +663,7 @@ pub async fn settle(gate: &Gate, label: &str, decided: &Decided, answer: &Result
         }
     }
     if accepted {
-        learn(gate, p).await;
-    }
-}
-
-async fn learn(gate: &Gate, p: &Prepared) {
-    let Some(k) = p.decoded.detail.as_ref().filter(|_| p.decoded.kernel.is_some()) else {
-        return;
-    };
-    let sender = p.op.sender();
-    if let Some(d) = &k.deployment {
-        let owner = d.root_validator.as_ref().and_then(|r| r.owner);
-        if owner.is_some() || d.kernel_version.is_some() {
-            let info = AccountInfo {
-                root_owner: owner,
-                kernel_version: d.kernel_version,
-            };
-            if let Err(e) = gate.registry.put_account(p.chain_id, sender, info).await {
-                gate.store_error("registry", &e);
-            }
-        }
-    }
-    let Some(n) = &k.nonce else { return };
-    if n.mode != ValidationMode::Enable || n.validation_type != ValidationType::Permission {
-        return;
-    }
-    let (Some(pid), Some(enable), Some(permission)) = (n.permission_id, &k.enable, &k.permission) else {
-        return;
-    };
-    if let Some(signer) = permission.signer.address {
-        if let Err(e) = gate.registry.put_signer(p.chain_id, sender, signer, pid).await {
-            gate.store_error("registry", &e);
-        }
-    }
-    let stored = StoredPermission {
-        validator_data: enable.data.validator_data.clone(),
-        selectors: k.selector_data.iter().map(|s| s.selector).collect(),
-        source: Source::Enable,
-        learned_at: p.now,
-    };
-    match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
-        Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission learned from an accepted enable op"),
-        Err(e) => gate.store_error("registry", &e),
+        crate::learn::learn(gate, p).await;
     }
 }
 
@@ -801,15 +806,15 @@ pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         if let Some(u) = u {
             let would = u.used.saturating_add(*before).saturating_add(c.charge.amount);
             if ev.rejection.is_none() && would > c.charge.limit {
-                let mut r = Rejection::new(
-                    c.origin.reason,
-                    &c.origin.policy,
-                    &c.origin.rule,
+                let detail = if c.origin.reason == Reason::CrossChainReplay {
+                    replay_detail()
+                } else {
                     format!(
                         "{} of {} already used; this op needs {}",
                         u.used, c.charge.limit, c.charge.amount
-                    ),
-                );
+                    )
+                };
+                let mut r = Rejection::new(c.origin.reason, &c.origin.policy, &c.origin.rule, detail);
                 if let Some(t) = u.resets_at {
                     r = r.retry_after(t.saturating_sub(p.now));
                 }

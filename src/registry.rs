@@ -52,6 +52,22 @@ pub struct StoredPermission {
     pub source: Source,
     /// When it was recorded (Unix seconds).
     pub learned_at: u64,
+    /// The validation's hook: `None` when not known (registered before hooks were recorded),
+    /// `Some(0)` for none. Kernel requires the `executeUserOp` prefix exactly when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<Address>,
+    /// The account's `currentNonce` the permission was installed at (its `validationConfig`
+    /// nonce), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_nonce: Option<u32>,
+}
+
+impl StoredPermission {
+    /// Whether the validation has a real hook (`None`: not known). Kernel stores "no hook" as
+    /// `address(1)`; the enable data may say `address(0)`.
+    pub fn has_hook(&self) -> Option<bool> {
+        self.hook.map(|h| h != Address::ZERO && h != Address::with_last_byte(1))
+    }
 }
 
 /// A permission ready for policy evaluation.
@@ -64,7 +80,7 @@ pub struct KnownPermission {
 }
 
 /// What is known of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountInfo {
     /// The root validator's owner (ECDSA validators).
@@ -72,6 +88,29 @@ pub struct AccountInfo {
     /// The Kernel release the account was deployed with.
     #[serde(default, with = "version_serde")]
     pub kernel_version: Option<KernelVersion>,
+    /// The root validator module (validator-type roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_validator: Option<Address>,
+    /// Validator modules known to be installed besides the root one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<Address>,
+    /// `currentNonce()`, when an owner op moved it (`None`: 1, its value after `initialize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_nonce: Option<u32>,
+    /// `validNonceFrom()`, when an owner op moved it: non-root validations installed at a lower
+    /// nonce are dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_nonce_from: Option<u32>,
+    /// An EIP-7702 account (Kernel v3.3 delegation): its root owner is the account itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub eip7702: bool,
+}
+
+impl AccountInfo {
+    /// Whether `validator` is known to be installed on the account.
+    pub fn has_validator(&self, validator: Address) -> bool {
+        self.root_validator == Some(validator) || self.validators.contains(&validator)
+    }
 }
 
 mod version_serde {
@@ -104,7 +143,7 @@ pub fn account_key(chain_id: u64, account: Address) -> String {
 #[derive(Debug, Clone)]
 enum Cached {
     Permission(Option<Arc<KnownPermission>>),
-    Account(Option<AccountInfo>),
+    Account(Option<Arc<AccountInfo>>),
 }
 
 /// The registry over a store, with a cache.
@@ -228,7 +267,7 @@ impl Registry {
     }
 
     /// What is known of `account` on `chain_id`.
-    pub async fn account(&self, chain_id: u64, account: Address) -> Result<Option<AccountInfo>, StoreError> {
+    pub async fn account(&self, chain_id: u64, account: Address) -> Result<Option<Arc<AccountInfo>>, StoreError> {
         let key = account_key(chain_id, account);
         if let Some(Cached::Account(a)) = self.cached(&key) {
             return Ok(a);
@@ -237,8 +276,9 @@ impl Registry {
             .store
             .get_permission(&key)
             .await?
-            .and_then(|t| serde_json::from_str::<AccountInfo>(&t).ok());
-        self.remember(key, Cached::Account(found));
+            .and_then(|t| serde_json::from_str::<AccountInfo>(&t).ok())
+            .map(Arc::new);
+        self.remember(key, Cached::Account(found.clone()));
         Ok(found)
     }
 
@@ -247,7 +287,7 @@ impl Registry {
         let key = account_key(chain_id, account);
         let text = serde_json::to_string(&info).map_err(|e| StoreError::Protocol(e.to_string()))?;
         self.store.put_permission(&key, &text).await?;
-        self.remember(key, Cached::Account(Some(info)));
+        self.remember(key, Cached::Account(Some(Arc::new(info))));
         Ok(())
     }
 }

@@ -111,9 +111,15 @@ fuzz_target!(|data: &[u8]| {
             permission: p,
             selectors: &selectors,
             source: PermissionSource::Enable,
+            hook: k.enable.as_ref().map(|e| e.data.hook),
         }),
         _ => None,
     };
+    let delegated = opgate::policy::delegated_calls(
+        k.calls.as_ref().map(|c| c.calls.as_slice()).unwrap_or_default(),
+        &[],
+        chain_id,
+    );
     let ctx = OpContext {
         chain_id,
         entry_point: ENTRY_POINT,
@@ -123,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
         calls: k.calls.as_ref(),
         session,
         simulation: None,
+        account: None,
+        previous: None,
+        delegated: &delegated,
         now: u64::from_be_bytes(head[..8].try_into().unwrap_or_default()) >> 24,
     };
     for unknown in [OnError::Reject, OnError::Allow] {
@@ -132,6 +141,7 @@ fuzz_target!(|data: &[u8]| {
                 policies: policies(),
                 unknown_permission: unknown,
                 store_on_error: OnError::Reject,
+                unknown_validator: unknown,
             },
         );
         let _ = serde_json::to_string(&ev.verdicts);

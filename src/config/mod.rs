@@ -22,8 +22,9 @@ use url::Url;
 
 pub use env::expand as expand_env;
 pub use policy::{
-    AdminConfig, Budget, CallRule, Condition, Constraint, CounterScope, OnError, OperatorPolicy, PolicyLimits,
-    PolicyMatch, RuleCallType, SessionConfig, StoreBackend, StoreConfig, Token, TransferRule, Windows,
+    AdminConfig, Budget, CallRule, Condition, Constraint, CounterScope, Delegate, OnError, OperatorPolicy,
+    PolicyLimits, PolicyMatch, Relaxations, RuleCallType, SessionConfig, StoreBackend, StoreConfig, Token,
+    TransferRule, Windows,
 };
 
 /// Methods relayed by default. `debug_*` is deliberately absent: bundlers expose state-changing
@@ -312,6 +313,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Operator policies, in file order.
     pub policies: Vec<OperatorPolicy>,
+    /// Delegatecall targets whose behaviour the operator declared.
+    pub delegates: Vec<Delegate>,
 }
 
 /// Command-line values that take precedence over the file.
@@ -545,6 +548,17 @@ impl Config {
         let session = policy::session(&raw.session)?;
         let admin = policy::admin(&raw.admin)?;
         let policies = policy::policies(&raw.policies, store.on_error)?;
+        let delegates = policy::delegates(&raw.delegates)?;
+        for (i, d) in delegates.iter().enumerate() {
+            for (j, id) in d.chains.iter().flatten().enumerate() {
+                if !chains.iter().any(|c| c.id.is_none() || c.id == Some(*id)) {
+                    return Err(invalid(
+                        format!("delegates[{i}].chains[{j}]"),
+                        format!("chain {id} is not served"),
+                    ));
+                }
+            }
+        }
         for (i, p) in policies.iter().enumerate() {
             if let Some(ids) = &p.matcher.chains {
                 for (j, id) in ids.iter().enumerate() {
@@ -568,6 +582,7 @@ impl Config {
             store,
             session,
             admin,
+            delegates,
             policies,
         })
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use alloy_primitives::{keccak256, Address, FixedBytes, U256};
 
 use super::raw::{
-    RawAdmin, RawBudget, RawCall, RawConstraint, RawLimits, RawPolicy, RawSession, RawStore, RawTransfer,
+    RawAdmin, RawBudget, RawCall, RawConstraint, RawDelegate, RawLimits, RawPolicy, RawSession, RawStore, RawTransfer,
 };
 use super::{duration, env, invalid, units, ConfigError};
 
@@ -76,6 +76,9 @@ pub struct SessionConfig {
     /// A default-mode permission op whose permission opgate has never seen (not enabled through
     /// it, not registered): `Reject` (default) refuses it, `Allow` applies operator policies only.
     pub unknown_permission: OnError,
+    /// A validator-mode op whose validator opgate does not know to be installed on the account:
+    /// `Reject` (default) refuses it, `Allow` leaves it to the chain.
+    pub unknown_validator: OnError,
 }
 
 /// `[admin]`: the token-protected admin listener.
@@ -230,6 +233,9 @@ pub struct CallRule {
     pub target: Option<Address>,
     /// Selector; `None` = any, `0x00000000` = empty call data (a plain transfer).
     pub selector: Option<FixedBytes<4>>,
+    /// The function, when the rule names it by signature: a matching call's data must then be
+    /// exactly its canonical ABI encoding.
+    pub function: Option<crate::decode::canonical::FunctionAbi>,
     /// Call or delegatecall.
     pub call_type: RuleCallType,
     /// Largest value of one call.
@@ -267,8 +273,8 @@ pub struct OperatorPolicy {
     pub name: String,
     /// Store-failure behaviour for this policy's counters (default: `[store].on_error`).
     pub on_error: OnError,
-    /// Allows session keys to call the account itself and its modules.
-    pub allow_privileged_calls: bool,
+    /// Which of opgate's guardrails (beyond what the chain enforces) this policy relaxes.
+    pub allow: Relaxations,
     /// Which operations the policy applies to.
     pub matcher: PolicyMatch,
     /// Counters.
@@ -281,6 +287,116 @@ pub struct OperatorPolicy {
     pub calls: Option<Vec<CallRule>>,
     /// Transfer caps.
     pub transfers: Vec<TransferRule>,
+}
+
+/// The guardrails an operator policy relaxes for the ops it matches (`allow_*` keys). Each
+/// guardrail refuses something the chain itself would let through; all are on unless relaxed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Relaxations {
+    /// `allow_privileged_calls`: session keys may call the account itself, its modules, and
+    /// Kernel functions other than `execute`.
+    pub privileged_calls: bool,
+    /// `allow_non_canonical_calldata`: call data the canonical ABI encoder would not write (and
+    /// bytes after a known function's arguments) is read as the chain reads it.
+    pub non_canonical_calldata: bool,
+    /// `allow_undeclared_delegatecalls`: a delegatecall the session's CallPolicy grants is
+    /// forwarded even when its target is neither simulated nor a declared `[[delegates]]`.
+    pub undeclared_delegatecalls: bool,
+    /// `allow_policy_gaps`: Kernel policies are enforced exactly as the chain does (SKIP_USEROP
+    /// flags honoured, `enforcePaymaster` with paymaster 0 enforces nothing, paymaster gas not
+    /// counted by GasPolicy budgets).
+    pub policy_gaps: bool,
+    /// `allow_cross_chain_replay`: a chain-agnostic op relayed on one chain may be relayed on
+    /// another.
+    pub cross_chain_replay: bool,
+    /// `allow_reverting_modes`: `execute` modes the Kernel reverts on (static call type, exec
+    /// types other than default and try) are forwarded.
+    pub reverting_modes: bool,
+}
+
+impl Relaxations {
+    /// Every guardrail relaxed by any of `policies`.
+    pub fn any_of<'a>(policies: impl IntoIterator<Item = &'a OperatorPolicy>) -> Self {
+        policies.into_iter().fold(Self::default(), |a, p| Self {
+            privileged_calls: a.privileged_calls || p.allow.privileged_calls,
+            non_canonical_calldata: a.non_canonical_calldata || p.allow.non_canonical_calldata,
+            undeclared_delegatecalls: a.undeclared_delegatecalls || p.allow.undeclared_delegatecalls,
+            policy_gaps: a.policy_gaps || p.allow.policy_gaps,
+            cross_chain_replay: a.cross_chain_replay || p.allow.cross_chain_replay,
+            reverting_modes: a.reverting_modes || p.allow.reverting_modes,
+        })
+    }
+}
+
+/// `[[delegates]]`: a delegatecall target whose behaviour the operator declares — it makes one
+/// call whose target, value and data are arguments of the delegatecall's own call data — so the
+/// inner call is checked like a direct call of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegate {
+    /// The delegate contract.
+    pub target: Address,
+    /// Chains it is declared on (`None`: every chain).
+    pub chains: Option<Vec<u64>>,
+    /// The function the delegatecall calls.
+    pub function: crate::decode::canonical::FunctionAbi,
+    /// Index of the `address` argument the delegate calls.
+    pub target_arg: usize,
+    /// Index of the `uint256` argument sent as value (`None`: no value).
+    pub value_arg: Option<usize>,
+    /// Index of the `bytes` argument sent as call data.
+    pub data_arg: usize,
+}
+
+pub(super) fn delegates(raw: &[RawDelegate]) -> Result<Vec<Delegate>, ConfigError> {
+    use crate::decode::canonical::{parse_signature, AbiType};
+    raw.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let key = format!("delegates[{i}]");
+            let target = parse_address(&d.target)
+                .ok_or_else(|| invalid(format!("{key}.target"), format!("`{}` is not an address", d.target)))?;
+            let function = parse_signature(&d.function).map_err(|m| invalid(format!("{key}.function"), m))?;
+            let n = function.inputs.len();
+            let arg =
+                |name: &str, given: Option<usize>, default: usize, want: &AbiType| -> Result<usize, ConfigError> {
+                    let i = given.unwrap_or(default);
+                    match function.inputs.get(i) {
+                        Some(t) if t == want => Ok(i),
+                        Some(_) => Err(invalid(
+                            format!("{key}.{name}"),
+                            format!(
+                                "argument {i} of {} is not {}",
+                                function.signature,
+                                crate::decode::canonical::type_name(want)
+                            ),
+                        )),
+                        None => Err(invalid(
+                            format!("{key}.{name}"),
+                            format!(
+                                "{} has {n} argument(s); give the index of its {}",
+                                function.signature,
+                                crate::decode::canonical::type_name(want)
+                            ),
+                        )),
+                    }
+                };
+            let target_arg = arg("target_arg", d.target_arg, 0, &AbiType::Address)?;
+            let data_arg = arg("data_arg", d.data_arg, 2, &AbiType::Bytes)?;
+            let value_arg = match d.value_arg {
+                Some(v) => Some(arg("value_arg", Some(v), 1, &AbiType::Uint(256))?),
+                None if function.inputs.get(1) == Some(&AbiType::Uint(256)) && d.data_arg.is_none() => Some(1),
+                None => None,
+            };
+            Ok(Delegate {
+                target,
+                chains: d.chains.clone(),
+                function,
+                target_arg,
+                value_arg,
+                data_arg,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
@@ -335,6 +451,10 @@ pub(super) fn session(raw: &RawSession) -> Result<SessionConfig, ConfigError> {
     Ok(SessionConfig {
         unknown_permission: match &raw.unknown_permission {
             Some(v) => OnError::parse("session.unknown_permission", v)?,
+            None => OnError::Reject,
+        },
+        unknown_validator: match &raw.unknown_validator {
+            Some(v) => OnError::parse("session.unknown_validator", v)?,
             None => OnError::Reject,
         },
     })
@@ -454,7 +574,14 @@ fn policy(key: &str, p: &RawPolicy, default_on_error: OnError) -> Result<Operato
             Some(v) => OnError::parse(&format!("{key}.on_error"), v)?,
             None => default_on_error,
         },
-        allow_privileged_calls: p.allow_privileged_calls.unwrap_or(false),
+        allow: Relaxations {
+            privileged_calls: p.allow_privileged_calls.unwrap_or(false),
+            non_canonical_calldata: p.allow_non_canonical_calldata.unwrap_or(false),
+            undeclared_delegatecalls: p.allow_undeclared_delegatecalls.unwrap_or(false),
+            policy_gaps: p.allow_policy_gaps.unwrap_or(false),
+            cross_chain_replay: p.allow_cross_chain_replay.unwrap_or(false),
+            reverting_modes: p.allow_reverting_modes.unwrap_or(false),
+        },
         matcher,
         limits,
         not_before,
@@ -542,9 +669,14 @@ fn call_rule(key: &str, c: &RawCall) -> Result<CallRule, ConfigError> {
         "*" => None,
         t => Some(parse_address(t).ok_or_else(|| invalid(format!("{key}.target"), "expected an address or \"*\""))?),
     };
-    let selector = match (&c.function, &c.selector) {
+    let function = c
+        .function
+        .as_deref()
+        .map(|f| crate::decode::canonical::parse_signature(f).map_err(|m| invalid(format!("{key}.function"), m)))
+        .transpose()?;
+    let selector = match (&function, &c.selector) {
         (Some(_), Some(_)) => return Err(invalid(key, "give `function` or `selector`, not both")),
-        (Some(f), None) => Some(function_selector(f).map_err(|m| invalid(format!("{key}.function"), m))?),
+        (Some(f), None) => Some(f.selector),
         (None, Some(s)) => Some(
             parse_hex_fixed::<4>(s)
                 .ok_or_else(|| invalid(format!("{key}.selector"), "expected 4 bytes of hex, like 0xa9059cbb"))?,
@@ -570,6 +702,7 @@ fn call_rule(key: &str, c: &RawCall) -> Result<CallRule, ConfigError> {
     Ok(CallRule {
         target,
         selector,
+        function,
         call_type,
         max_value_per_use: c
             .max_value_per_use

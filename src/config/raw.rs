@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub(crate) admin: RawAdmin,
     #[serde(default)]
     pub(crate) policies: Vec<RawPolicy>,
+    #[serde(default)]
+    pub(crate) delegates: Vec<RawDelegate>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +48,7 @@ pub(crate) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSession {
     pub(crate) unknown_permission: Option<String>,
+    pub(crate) unknown_validator: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +64,11 @@ pub(crate) struct RawPolicy {
     pub(crate) name: String,
     pub(crate) on_error: Option<String>,
     pub(crate) allow_privileged_calls: Option<bool>,
+    pub(crate) allow_non_canonical_calldata: Option<bool>,
+    pub(crate) allow_undeclared_delegatecalls: Option<bool>,
+    pub(crate) allow_policy_gaps: Option<bool>,
+    pub(crate) allow_cross_chain_replay: Option<bool>,
+    pub(crate) allow_reverting_modes: Option<bool>,
     #[serde(default, rename = "match")]
     pub(crate) matcher: RawMatch,
     #[serde(default)]
@@ -70,6 +78,17 @@ pub(crate) struct RawPolicy {
     pub(crate) calls: Option<Vec<RawCall>>,
     #[serde(default)]
     pub(crate) transfers: Vec<RawTransfer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDelegate {
+    pub(crate) target: String,
+    pub(crate) function: String,
+    pub(crate) chains: Option<Vec<u64>>,
+    pub(crate) target_arg: Option<usize>,
+    pub(crate) value_arg: Option<usize>,
+    pub(crate) data_arg: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,8 @@ pub const KERNEL_V3_1_FACTORY: Address = address!("aac5D4240AF87249B3f71BC8E4A2c
 pub const KERNEL_V3_2_FACTORY: Address = address!("7a1dBAB750f12a90EB1B60D2Ae3aD17D4D81EfFe");
 /// Kernel v3.3 factory.
 pub const KERNEL_V3_3_FACTORY: Address = address!("2577507b78c2008Ff367261CB6285d44ba5eF2E9");
+/// Kernel v3.3 implementation, also the EIP-7702 delegation target.
+pub const KERNEL_V3_3_IMPLEMENTATION: Address = address!("d6CEDDe84be40893d153Be9d467CD6aD37875b28");
 /// Kernel v2 factory.
 pub const KERNEL_V2_FACTORY: Address = address!("5de4839a76cf55d0c90e2061ef4386d962E15ae3");
 /// ECDSAValidator for Kernel v2.

@@ -12,9 +12,11 @@ use alloy_primitives::{keccak256, Address, FixedBytes, U256};
 
 use super::words::word_at;
 use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection, Settings};
-use crate::config::OnError;
-use crate::decode::calls::{ExecCallType, KERNEL_EXECUTE};
+use crate::config::{OnError, Relaxations};
+use crate::decode::calls::{ExecCallType, EXECUTE_USER_OP, KERNEL_EXECUTE};
 use crate::decode::ecdsa::{recover, recover_eip191};
+use crate::decode::init::{RootKind, ECDSA_VALIDATOR, ECDSA_VALIDATOR_V3_0};
+use crate::decode::multichain::{approver, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR};
 use crate::decode::permission::SignerKind;
 use crate::decode::policy::PermissionCallType;
 use crate::decode::signature::strip_replayable;
@@ -22,6 +24,7 @@ use crate::decode::{
     assign_inner_policy_signatures, CallPermission, KernelDecoded, ParamCondition, ParamRule, PolicyParams,
     ValidationMode, ValidationType,
 };
+use crate::decode::{decode_multichain_signature, verify_merkle_proof, KernelVersion};
 use crate::store::{Charge, Window};
 use crate::userop::EntryPointVersion;
 
@@ -48,19 +51,44 @@ pub fn session_counter(chain_id: u64, account: Address, pid: FixedBytes<4>, inde
     format!("k:{chain_id}:{}:{pid}:{index}:{what}", hex_addr(account))
 }
 
-/// Checks what a Kernel op's validation checks, for session keys (and enable approvals).
-pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Evaluation) -> Result<(), Rejection> {
+/// Checks what a Kernel op's validation checks — for every validation type — and, for session
+/// keys, each policy as declared (unless an operator policy allows the chain's gaps).
+pub(crate) fn evaluate(
+    ctx: &OpContext<'_>,
+    settings: &Settings<'_>,
+    allow: Relaxations,
+    ev: &mut Evaluation,
+) -> Result<(), Rejection> {
     let Some(k) = ctx.kernel else {
         return Ok(());
     };
     let Some(n) = &k.nonce else {
-        return Ok(());
+        let why = k
+            .errors
+            .iter()
+            .find(|e| e.part == "nonce")
+            .map(|e| e.error.to_string())
+            .unwrap_or_else(|| "it cannot be decoded".into());
+        return Err(Rejection::new(
+            Reason::InvalidNonce,
+            SESSION,
+            "nonce.validationType",
+            format!("{why}: the Kernel cannot validate the op"),
+        ));
     };
+    if k.replayable && !allow.cross_chain_replay {
+        plan_replay_guard(ctx, settings, ev);
+    }
     if n.mode == ValidationMode::Enable {
         enable_approval(k, ev)?;
     }
-    if n.validation_type != ValidationType::Permission {
-        return Ok(());
+    match n.validation_type {
+        ValidationType::Root => return root(ctx, k, ev),
+        ValidationType::Validator => return validator(ctx, k, settings, ev),
+        ValidationType::Permission => {}
+    }
+    if n.mode == ValidationMode::Enable {
+        reinstall(ctx, k)?;
     }
     let pid = n.permission_id.unwrap_or_default();
     let Some(s) = ctx.session else {
@@ -123,17 +151,33 @@ pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Ev
         let name = policy_name(&policy.params);
         let rule = format!("policies[{i}]");
         if policy.skips_user_op() {
+            if allow.policy_gaps {
+                ev.verdict(
+                    name,
+                    rule,
+                    "skipped",
+                    Some(format!("flag {} skips UserOperations", policy.flag)),
+                );
+                continue;
+            }
+            // The chain never calls a SKIP_USEROP policy for ops; opgate enforces what it declares.
             ev.verdict(
                 name,
-                rule,
-                "skipped",
-                Some(format!("flag {} skips UserOperations", policy.flag)),
+                format!("{rule}.flag"),
+                "pass",
+                Some(format!(
+                    "flag {} makes the chain skip this policy for UserOperations; opgate enforces it as declared",
+                    policy.flag
+                )),
             );
-            continue;
         }
         match &policy.params {
             PolicyParams::Call { permissions } => {
-                call_policy(ctx, k, policy.version.unwrap_or("0.0.4"), permissions, &rule)?;
+                let version = policy.version.unwrap_or("0.0.4");
+                // A CallPolicy the chain skips never sees the call data, so the executeUserOp
+                // prefix does not make it revert; opgate checks its rules on the calls.
+                call_policy(ctx, k, version, permissions, &rule, policy.skips_user_op())?;
+                inner_calls(ctx, version, permissions, &rule)?;
                 ev.pass(name, rule);
             }
             PolicyParams::Gas {
@@ -141,7 +185,7 @@ pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Ev
                 enforce_paymaster,
                 allowed_paymaster,
             } => {
-                let amount = gas_policy_amount(ctx).ok_or_else(|| {
+                let chain_amount = gas_policy_amount(ctx).ok_or_else(|| {
                     Rejection::new(
                         Reason::GasBudgetExceeded,
                         name,
@@ -158,13 +202,37 @@ pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Ev
                         format!("GasPolicy requires paymaster {}", hex_addr(*allowed_paymaster)),
                     ));
                 }
+                if *enforce_paymaster
+                    && allowed_paymaster.is_zero()
+                    && ctx.op.paymaster().is_none()
+                    && !allow.policy_gaps
+                {
+                    return Err(Rejection::new(
+                        Reason::PaymasterNotAllowed,
+                        name,
+                        rule,
+                        "GasPolicy enforces a paymaster (any) and the op pays for itself; the chain's GasPolicy \
+                         skips this check when allowedPaymaster is 0, opgate does not",
+                    ));
+                }
+                // The contract counts (pvg + vgl + cgl) · maxFeePerGas; what the op may cost also
+                // includes the paymaster's verification and post-op gas, which a sponsored key
+                // could otherwise spend beyond its budget.
+                let amount = if allow.policy_gaps {
+                    chain_amount
+                } else {
+                    ctx.op.max_gas_cost().max(chain_amount)
+                };
                 let allowed = U256::from(*allowed);
                 if amount > allowed {
                     return Err(Rejection::new(
                         Reason::GasBudgetExceeded,
                         name,
                         rule,
-                        format!("the op's maximum gas cost {amount} wei exceeds the GasPolicy allowance {allowed} wei"),
+                        format!(
+                            "the op's maximum gas cost {amount} wei (paymaster gas limits included) exceeds the \
+                             GasPolicy allowance {allowed} wei"
+                        ),
                     ));
                 }
                 plan(
@@ -274,7 +342,270 @@ pub(crate) fn evaluate(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Ev
     }
     time_window(ctx, valid_after, valid_until)?;
     signer(ctx, k, p, &assignment.signer_signature, ev)?;
-    selector_gate(ctx, s.selectors)?;
+    hook_gate(ctx, s.has_hook())?;
+    selector_gate(ctx, s.selectors, s.has_hook())?;
+    Ok(())
+}
+
+/// The chain-agnostic hash of a replayable op is charged once, on whichever chain relays it
+/// first: the counter is shared by every chain, so the same op sent on another chain is refused.
+fn plan_replay_guard(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Evaluation) {
+    let Some(hash) = ctx.op.replayable_hash(ctx.entry_point) else {
+        return;
+    };
+    ev.charges.push(Planned {
+        charge: Charge {
+            counter: replay_counter(hash),
+            amount: U256::from(1),
+            limit: U256::from(1),
+            window: Window::Lifetime,
+        },
+        origin: ChargeOrigin {
+            policy: "opgate".into(),
+            rule: "crossChainReplay".into(),
+            reason: Reason::CrossChainReplay,
+            on_error: settings.store_on_error,
+        },
+    });
+}
+
+/// The counter that remembers a relayed chain-agnostic op (no chain id in it: shared by all).
+pub fn replay_counter(chain_agnostic_hash: alloy_primitives::B256) -> String {
+    format!("replay:{chain_agnostic_hash}")
+}
+
+/// On Kernel v3.0–v3.2, enabling a permission id whose validation is live at the account's
+/// current nonce reverts (`InvalidNonce`): the op cannot validate.
+fn reinstall(ctx: &OpContext<'_>, k: &KernelDecoded) -> Result<(), Rejection> {
+    let Some(prev) = ctx.previous else {
+        return Ok(());
+    };
+    let version = k.enable.as_ref().and_then(|e| e.kernel_version);
+    let current = ctx.account.and_then(|a| a.current_nonce).unwrap_or(1);
+    if version.is_some_and(|v| v < KernelVersion::V3_3) && prev.stored.enable_nonce == Some(current) {
+        return Err(Rejection::new(
+            Reason::InvalidPermission,
+            SESSION,
+            "enable.reinstall",
+            format!(
+                "permission {} is live on the account at nonce {current}; Kernel {} cannot install it again \
+                 (InvalidNonce) until the owner uninstalls it or moves the nonce",
+                ctx.permission_id().unwrap_or_default(),
+                version.map(|v| v.domain_version()).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Root-validated ops: signed by the root owner whenever opgate knows it.
+fn root(ctx: &OpContext<'_>, k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejection> {
+    let root = k.deployment.as_ref().and_then(|d| d.root_validator.as_ref());
+    let eip7702 = ctx.account.is_some_and(|a| a.eip7702) || is_kernel_7702(ctx);
+    let owner = if eip7702 {
+        Some(ctx.sender())
+    } else {
+        root.and_then(|r| r.owner)
+            .or_else(|| ctx.account.and_then(|a| a.root_owner))
+    };
+    let kind = root.map(|r| r.kind).or(ctx.account.map(|a| {
+        if a.root_validator == Some(MULTICHAIN_ECDSA_VALIDATOR) {
+            RootKind::MultiChainEcdsa
+        } else if a.root_validator.is_some() || a.root_owner.is_some() {
+            RootKind::Ecdsa
+        } else {
+            RootKind::Unknown
+        }
+    }));
+    let (Some(owner), Some(kind)) = (owner, kind.or(eip7702.then_some(RootKind::Ecdsa))) else {
+        ev.verdict(
+            SESSION,
+            "root.signature",
+            "not-evaluated",
+            Some("the account's root owner is not known here; the chain will check the signature".into()),
+        );
+        return Ok(());
+    };
+    if let Some(stub) = &k.stub {
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "root.signature",
+            format!("the signature is an SDK stub ({stub:?}) for gas estimation, not a signature"),
+        ));
+    }
+    let hash = if k.replayable {
+        ctx.op.replayable_hash(ctx.entry_point).unwrap_or(ctx.hash)
+    } else {
+        ctx.hash
+    };
+    let (_, sig) = strip_replayable(ctx.op.signature());
+    let ok = match kind {
+        // The 7702 root accepts only EIP-191(userOpHash).
+        _ if eip7702 => recover_eip191(&hash, sig).ok() == Some(owner),
+        RootKind::Ecdsa => recover_eip191(&hash, sig).ok() == Some(owner) || recover(&hash, sig).ok() == Some(owner),
+        RootKind::MultiChainEcdsa => match k
+            .multichain_signature
+            .clone()
+            .or_else(|| decode_multichain_signature(sig, true).ok())
+            .as_ref()
+        {
+            Some(form @ MultiChainSignature::Plain { .. }) => {
+                approver(form, Some(hash), Some(owner)).ok().flatten().map(|(a, _)| a) == Some(owner)
+            }
+            Some(form @ MultiChainSignature::Merkle { merkle_root, proof, .. }) => {
+                verify_merkle_proof(hash, proof, *merkle_root)
+                    && approver(form, Some(hash), Some(owner)).ok().flatten().map(|(a, _)| a) == Some(owner)
+            }
+            _ => false,
+        },
+        RootKind::Permission | RootKind::Unknown => {
+            ev.verdict(
+                SESSION,
+                "root.signature",
+                "not-evaluated",
+                Some("the root validator is not an ECDSA validator; the chain will check the signature".into()),
+            );
+            return Ok(());
+        }
+    };
+    if !ok {
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "root.signature",
+            format!(
+                "a root op must be signed by the account's root owner {}; this signature is not",
+                hex_addr(owner)
+            ),
+        ));
+    }
+    ev.pass(SESSION, "root.signature");
+    Ok(())
+}
+
+/// A Kernel v3.3 account delegated to by EIP-7702 (the op carries the authorisation).
+fn is_kernel_7702(ctx: &OpContext<'_>) -> bool {
+    ctx.op
+        .eip7702_auth()
+        .is_some_and(|a| a.address() == crate::decode::init::KERNEL_V3_3_IMPLEMENTATION)
+}
+
+/// Validator-mode ops: the validator must be known to be installed on the account; with the
+/// root validator's owner known, an ECDSA validator's signature must recover to it.
+fn validator(
+    ctx: &OpContext<'_>,
+    k: &KernelDecoded,
+    settings: &Settings<'_>,
+    ev: &mut Evaluation,
+) -> Result<(), Rejection> {
+    let Some(v) = k.nonce.as_ref().and_then(|n| n.validator) else {
+        return Ok(());
+    };
+    let root = k.deployment.as_ref().and_then(|d| d.root_validator.as_ref());
+    let is_root = root.and_then(|r| r.address) == Some(v) || ctx.account.and_then(|a| a.root_validator) == Some(v);
+    let enabling = k.enable.as_ref().is_some_and(|e| e.validator.is_some());
+    let known = is_root || enabling || ctx.account.is_some_and(|a| a.has_validator(v));
+    if !known {
+        let detail = format!(
+            "validator {} is not known to be installed on account {}",
+            hex_addr(v),
+            hex_addr(ctx.sender())
+        );
+        if settings.unknown_validator == OnError::Reject {
+            return Err(Rejection::new(Reason::UnknownValidator, SESSION, "validator", detail));
+        }
+        ev.verdict(SESSION, "validator", "not-evaluated", Some(detail));
+        return Ok(());
+    }
+    let owner = root
+        .filter(|_| is_root)
+        .and_then(|r| r.owner)
+        .or_else(|| ctx.account.filter(|_| is_root).and_then(|a| a.root_owner));
+    if let (Some(owner), true) = (owner, v == ECDSA_VALIDATOR || v == ECDSA_VALIDATOR_V3_0) {
+        let hash = ctx.hash;
+        let sig = k
+            .enable
+            .as_ref()
+            .map(|e| e.data.user_op_sig.clone())
+            .unwrap_or_else(|| ctx.op.signature().clone());
+        let ok = recover_eip191(&hash, &sig).ok() == Some(owner) || recover(&hash, &sig).ok() == Some(owner);
+        if !ok {
+            return Err(Rejection::new(
+                Reason::InvalidSignature,
+                SESSION,
+                "validator.signature",
+                format!(
+                    "the signature is not by validator {}'s owner {}",
+                    hex_addr(v),
+                    hex_addr(owner)
+                ),
+            ));
+        }
+        ev.pass(SESSION, "validator.signature");
+    }
+    ev.pass(SESSION, "validator");
+    Ok(())
+}
+
+/// Kernel's hook rule (spec §2.3 step 7): the `executeUserOp` prefix is required exactly when the
+/// validation has a hook. Checked when the hook is known.
+fn hook_gate(ctx: &OpContext<'_>, has_hook: Option<bool>) -> Result<(), Rejection> {
+    let prefixed = ctx.op.call_data().get(..4) == Some(&EXECUTE_USER_OP[..]);
+    match (has_hook, prefixed) {
+        (Some(false), true) => Err(Rejection::new(
+            Reason::HookMismatch,
+            SESSION,
+            "hook",
+            "the call data carries the executeUserOp prefix but the permission has no hook: the Kernel's selector \
+             gate reads 0x8dd7712f as the selector, which it was not granted",
+        )),
+        (Some(true), false) => Err(Rejection::new(
+            Reason::HookMismatch,
+            SESSION,
+            "hook",
+            "the permission has a hook, so the Kernel requires the executeUserOp prefix (OnlyExecuteUserOp)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Calls the op makes that CallPolicy's own reading of `execute` does not see — those a declared
+/// delegate makes, and every call the account made in simulation when the op delegatecalls —
+/// must each be allowed as a CALL by the session's CallPolicy, like direct calls.
+fn inner_calls(ctx: &OpContext<'_>, version: &str, perms: &[CallPermission], rule: &str) -> Result<(), Rejection> {
+    let v = CallPolicyVersion::parse(version);
+    for d in ctx.delegated {
+        if let Ok(c) = &d.call {
+            check_call(
+                v,
+                perms,
+                PermissionCallType::Call,
+                c.target,
+                &c.data,
+                c.value,
+                rule,
+                d.via,
+            )
+            .map_err(|mut r| {
+                r.detail = format!("inner call of the declared delegate: {}", r.detail);
+                r
+            })?;
+        }
+    }
+    let delegates = ctx.calls.is_some_and(|c| {
+        c.calls
+            .iter()
+            .any(|c| c.call_type == crate::decode::CallKind::DelegateCall)
+    });
+    if let (true, Some((effects, _))) = (delegates, ctx.simulated()) {
+        for (i, c) in effects.calls.iter().enumerate() {
+            check_call(v, perms, PermissionCallType::Call, c.target, &c.data, c.value, rule, i).map_err(|mut r| {
+                r.detail = format!("effects: {}", r.detail);
+                r
+            })?;
+        }
+    }
     Ok(())
 }
 
@@ -468,9 +799,10 @@ fn signer(
     }
 }
 
-/// Kernel's selector gate for non-root validations (spec §2.3 step 7). Checked only when the
-/// granted selectors are known.
-fn selector_gate(ctx: &OpContext<'_>, granted: &[FixedBytes<4>]) -> Result<(), Rejection> {
+/// Kernel's selector gate for non-root validations (spec §2.3 step 7): without a hook the grant is
+/// checked on `callData[0:4]`, with one on `callData[4:8]` (after the prefix). Checked only when
+/// the granted selectors are known; when the hook is not known either reading is accepted.
+fn selector_gate(ctx: &OpContext<'_>, granted: &[FixedBytes<4>], has_hook: Option<bool>) -> Result<(), Rejection> {
     if granted.is_empty() {
         return Ok(());
     }
@@ -487,7 +819,12 @@ fn selector_gate(ctx: &OpContext<'_>, granted: &[FixedBytes<4>]) -> Result<(), R
     let inner = (sel.0 == crate::decode::calls::EXECUTE_USER_OP)
         .then(|| data.get(4..8).map(FixedBytes::<4>::from_slice))
         .flatten();
-    if granted.contains(&sel) || inner.is_some_and(|i| granted.contains(&i)) {
+    let ok = match has_hook {
+        Some(false) => granted.contains(&sel),
+        Some(true) => inner.is_some_and(|i| granted.contains(&i)),
+        None => granted.contains(&sel) || inner.is_some_and(|i| granted.contains(&i)),
+    };
+    if ok {
         return Ok(());
     }
     Err(Rejection::new(
@@ -510,9 +847,11 @@ fn call_policy(
     version: &str,
     perms: &[CallPermission],
     rule: &str,
+    skipped_by_chain: bool,
 ) -> Result<(), Rejection> {
     let data = ctx.op.call_data();
-    if data.get(..4) != Some(&KERNEL_EXECUTE[..]) {
+    let prefixed_execute = data.get(..4) == Some(&EXECUTE_USER_OP[..]) && data.get(4..8) == Some(&KERNEL_EXECUTE[..]);
+    if data.get(..4) != Some(&KERNEL_EXECUTE[..]) && !(skipped_by_chain && prefixed_execute) {
         return Err(call_fail(
             Reason::CallPolicyViolated,
             rule.to_string(),

@@ -6,6 +6,7 @@ mod fixtures;
 mod support;
 
 mod admin;
+mod adversarial_vectors;
 mod binary;
 mod config_file;
 mod dashboards;

@@ -549,6 +549,8 @@ async fn session_signatures_over_either_hash_are_accepted_and_other_keys_refused
         selectors: vec![sp.action.selector],
         source: Source::Operator,
         learned_at: 0,
+        hook: None,
+        enable_nonce: None,
     };
     app.gate()
         .registry

@@ -2,6 +2,12 @@
 //! answers what the real bundler answered, with the clock pinned to the recording time: opgate
 //! must refuse exactly the ops the chain refused for policy reasons — naming the policy — and relay
 //! the rest. Runs against the in-memory store and against Redis.
+//!
+//! opgate's guardrails go beyond the chain in one place these vectors reach: a session key's
+//! delegatecall whose inner calls nothing checks (`delegatecall-enable-deploy` delegatecalls a
+//! contract that is neither simulated nor a declared delegate). To compare with the chain alone,
+//! the replay runs under an operator policy that relaxes exactly that guardrail; the adversarial
+//! replay (`adversarial_vectors`) covers the guardrail itself.
 
 use std::sync::{Arc, Mutex};
 
@@ -46,7 +52,8 @@ async fn replay(store_toml: &str) {
     })
     .await;
     let toml = format!(
-        "{store_toml}\n[[chains]]\nid = 31337\nupstreams = [\"{}\"]\n",
+        "{store_toml}\n[[chains]]\nid = 31337\nupstreams = [\"{}\"]\n\n[[policies]]\nname = \"chain-only\"\n\
+         allow_undeclared_delegatecalls = true\n",
         bundler.url()
     );
     let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
