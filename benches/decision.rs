@@ -1511,6 +1511,7 @@ async fn measure_all(
                 learned_at: now_secs(),
                 hook: None,
                 enable_nonce: None,
+                uninstalled: false,
             },
         )
         .await

@@ -134,6 +134,7 @@ impl Admin {
             learned_at: self.gate.clock.now(),
             hook: None,
             enable_nonce: None,
+            uninstalled: false,
         };
         let info = sp.deployment().ok().flatten().map(|d| AccountInfo {
             root_owner: d.root_validator.as_ref().and_then(|r| r.owner),

@@ -8,7 +8,8 @@
 //!   `execute` to the account itself: `uninstallValidation` forgets a permission or validator,
 //!   `invalidateNonce` moves `currentNonce` and `validNonceFrom`, `installModule` /
 //!   `uninstallModule` add or drop a validator, `changeRootValidator` replaces the root,
-//!   `upgradeTo` the release.
+//!   `upgradeTo` the release; a root op calling the root ECDSA validator's `onUninstall` /
+//!   `onInstall(owner)` changes the owner.
 //!
 //! Lessons are idempotent: learning the same op twice writes the same entries.
 
@@ -100,10 +101,23 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
     }
     for lesson in lessons {
         match lesson {
-            Lesson::ForgetPermission(pid) => match gate.registry.delete_permission(p.chain_id, sender, pid).await {
-                Ok(_) => tracing::info!(%sender, permission_id = %pid, "permission uninstalled by the owner"),
-                Err(e) => gate.store_error("registry", &e),
-            },
+            Lesson::ForgetPermission(pid) => {
+                let tombstone = match gate.registry.permission(p.chain_id, sender, pid).await {
+                    Ok(Some(known)) => StoredPermission {
+                        uninstalled: true,
+                        ..known.stored.clone()
+                    },
+                    Ok(None) => continue,
+                    Err(e) => {
+                        gate.store_error("registry", &e);
+                        continue;
+                    }
+                };
+                match gate.registry.put_permission(p.chain_id, sender, pid, &tombstone).await {
+                    Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission uninstalled by the owner"),
+                    Err(e) => gate.store_error("registry", &e),
+                }
+            }
         }
     }
 }
@@ -126,6 +140,7 @@ async fn learn_permission(gate: &Gate, p: &Prepared, k: &KernelDecoded) {
         learned_at: p.now,
         hook: Some(enable.data.hook),
         enable_nonce: enable.digest_nonce,
+        uninstalled: false,
     };
     match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
         Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission learned from an accepted enable op"),
@@ -146,8 +161,25 @@ fn owner_calls(
     if calls.format == CallDataFormat::Unknown {
         apply(call_data, info, lessons);
     }
-    for c in calls.calls.iter().filter(|c| c.target == sender) {
-        apply(&c.data, info, lessons);
+    for c in calls.calls.iter() {
+        if c.target == sender {
+            apply(&c.data, info, lessons);
+        } else if Some(c.target) == info.root_validator {
+            root_module(&c.data, info);
+        }
+    }
+}
+
+/// A root op calling the root ECDSA validator module itself: `onUninstall` drops its owner,
+/// `onInstall(owner)` sets a new one.
+fn root_module(data: &[u8], info: &mut AccountInfo) {
+    let Some(sel) = data.get(..4) else { return };
+    if sel == &alloy_primitives::keccak256("onUninstall(bytes)")[..4] {
+        info.root_owner = None;
+    } else if sel == &alloy_primitives::keccak256("onInstall(bytes)")[..4] {
+        info.root_owner = bytes_arg(data, 0)
+            .filter(|d| d.len() >= 20)
+            .map(|d| Address::from_slice(&d[..20]));
     }
 }
 

@@ -127,15 +127,20 @@ impl Prepared {
                         selectors: &selectors_enable,
                         source: PermissionSource::Enable,
                         hook,
+                        enable_nonce: None,
                     })
                 } else {
-                    self.registered.as_deref().map(|r| SessionPermission {
-                        id,
-                        permission: &r.permission,
-                        selectors: &r.stored.selectors,
-                        source: PermissionSource::Registry,
-                        hook: r.stored.hook,
-                    })
+                    self.registered
+                        .as_deref()
+                        .filter(|r| !r.stored.uninstalled)
+                        .map(|r| SessionPermission {
+                            id,
+                            permission: &r.permission,
+                            selectors: &r.stored.selectors,
+                            source: PermissionSource::Registry,
+                            hook: r.stored.hook,
+                            enable_nonce: r.stored.enable_nonce,
+                        })
                 }
             }
             _ => None,
@@ -195,7 +200,10 @@ impl Prepared {
         if n.mode == ValidationMode::Enable {
             k.permission.as_ref()
         } else {
-            self.registered.as_deref().map(|r| &r.permission)
+            self.registered
+                .as_deref()
+                .filter(|r| !r.stored.uninstalled)
+                .map(|r| &r.permission)
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct StoredPermission {
     /// nonce), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_nonce: Option<u32>,
+    /// The owner uninstalled it (`uninstallValidation`): kept as a tombstone so that its old
+    /// enable approval, replayed, is recognised; it validates nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uninstalled: bool,
 }
 
 impl StoredPermission {

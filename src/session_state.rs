@@ -132,7 +132,8 @@ pub async fn get(gate: &Gate, _chain: &Chain, params: Option<&RawValue>) -> Resu
         Some(pid) => registry
             .permission(chain_id, account, pid)
             .await
-            .map_err(|e| store_failed(&e))?,
+            .map_err(|e| store_failed(&e))?
+            .filter(|k| !k.stored.uninstalled),
         None => None,
     };
     let signer = known

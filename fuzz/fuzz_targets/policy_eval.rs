@@ -112,6 +112,7 @@ fuzz_target!(|data: &[u8]| {
             selectors: &selectors,
             source: PermissionSource::Enable,
             hook: k.enable.as_ref().map(|e| e.data.hook),
+            enable_nonce: None,
         }),
         _ => None,
     };

@@ -104,6 +104,19 @@ pub(crate) fn evaluate(
         return Ok(());
     };
     let p = s.permission;
+    if let (Some(installed), Some(from)) = (s.enable_nonce, ctx.account.and_then(|a| a.valid_nonce_from)) {
+        if installed < from {
+            return Err(Rejection::new(
+                Reason::Revoked,
+                SESSION,
+                "validNonceFrom",
+                format!(
+                    "permission {pid} was installed at nonce {installed}; the owner invalidated every non-root \
+                     validation below nonce {from} (invalidateNonce), so the Kernel refuses it (InvalidNonce)"
+                ),
+            ));
+        }
+    }
     if p.skips_user_op() {
         return Err(Rejection::new(
             Reason::PermissionNotForUserOps,
@@ -380,8 +393,28 @@ fn reinstall(ctx: &OpContext<'_>, k: &KernelDecoded) -> Result<(), Rejection> {
     let Some(prev) = ctx.previous else {
         return Ok(());
     };
-    let version = k.enable.as_ref().and_then(|e| e.kernel_version);
+    let enable = k.enable.as_ref();
+    let version = enable.and_then(|e| e.kernel_version);
     let current = ctx.account.and_then(|a| a.current_nonce).unwrap_or(1);
+    if prev.stored.uninstalled {
+        // A fresh approval by the owner re-issues the id; the very approval of the permission the
+        // owner uninstalled, sent again, is the revoked key trying to come back.
+        let same = enable.is_some_and(|e| {
+            e.data.validator_data == prev.stored.validator_data && e.digest_nonce == prev.stored.enable_nonce
+        });
+        if same {
+            return Err(Rejection::new(
+                Reason::Revoked,
+                SESSION,
+                "enable.uninstalled",
+                format!(
+                    "permission {} was uninstalled by the owner; this is its old enable approval sent again",
+                    ctx.permission_id().unwrap_or_default()
+                ),
+            ));
+        }
+        return Ok(());
+    }
     if version.is_some_and(|v| v < KernelVersion::V3_3) && prev.stored.enable_nonce == Some(current) {
         return Err(Rejection::new(
             Reason::InvalidPermission,

@@ -241,6 +241,8 @@ pub struct SessionPermission<'a> {
     pub source: PermissionSource,
     /// The validation's hook (`None`: not known; `0` or `1`: none).
     pub hook: Option<Address>,
+    /// The account's `currentNonce` the permission was installed at, when known (registry).
+    pub enable_nonce: Option<u32>,
 }
 
 impl SessionPermission<'_> {

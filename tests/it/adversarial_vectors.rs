@@ -28,46 +28,76 @@ target = "0xCA7814dd41C717eefd3fF9fDCbabaE10Dc96a539"
 function = "forward(address,uint256,bytes)"
 "#;
 
-/// Replays every vector and returns one line per verdict that differs from `proxyShould`.
-async fn replay(store_toml: &str) -> Vec<String> {
-    let index = adversarial("index");
-    let recorded_at = index["recordedAt"].as_u64().unwrap();
-    let answer: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-    let a = answer.clone();
-    let bundler = FakeBundler::start(move |r| {
-        if r.method == "eth_sendUserOperation" {
-            Reply::Json(a.lock().unwrap().clone())
-        } else {
-            Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-        }
-    })
-    .await;
-    let mut toml = format!("{store_toml}\n{OPERATOR}\n");
-    for chain in index["chains"].as_array().unwrap() {
-        toml.push_str(&format!(
-            "[[chains]]\nid = {}\nupstreams = [\"{}\"]\n",
-            chain["chainId"],
-            bundler.url()
-        ));
-    }
-    let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
-    let clock = Arc::new(ManualClock::new(recorded_at));
-    let opgate = Opgate::start_with_clock(config, clock).await;
+/// opgate in front of a fake bundler answering each recorded op as the real one did.
+struct Replay {
+    opgate: Opgate,
+    bundler: FakeBundler,
+    answer: Arc<Mutex<String>>,
+}
 
-    let mut wrong = Vec::new();
-    let vectors = index["vectors"].as_array().unwrap();
-    for entry in vectors {
-        let name = entry["name"].as_str().unwrap();
-        let v = adversarial(name);
+/// What opgate answered one vector, and whether the upstream saw it.
+struct Sent {
+    relayed: bool,
+    got: Value,
+}
+
+impl Replay {
+    async fn start(store_toml: &str) -> Self {
+        let index = adversarial("index");
+        let answer: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+        let a = answer.clone();
+        let bundler = FakeBundler::start(move |r| {
+            if r.method == "eth_sendUserOperation" {
+                Reply::Json(a.lock().unwrap().clone())
+            } else {
+                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
+            }
+        })
+        .await;
+        let mut toml = format!("{store_toml}\n{OPERATOR}\n");
+        for chain in index["chains"].as_array().unwrap() {
+            toml.push_str(&format!(
+                "[[chains]]\nid = {}\nupstreams = [\"{}\"]\n",
+                chain["chainId"],
+                bundler.url()
+            ));
+        }
+        let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
+        let clock = Arc::new(ManualClock::new(index["recordedAt"].as_u64().unwrap()));
+        let opgate = Opgate::start_with_clock(config, clock).await;
+        Self {
+            opgate,
+            bundler,
+            answer,
+        }
+    }
+
+    /// Sends vector `v` on its chain.
+    async fn send(&self, v: &Value) -> Sent {
         let chain = v["chainId"].as_u64().unwrap();
         let mut response: Value = v["rpcResponse"].clone();
         response["id"] = Value::String("{id}".into());
-        *answer.lock().unwrap() = response.to_string().replace("\"{id}\"", "{id}");
+        *self.answer.lock().unwrap() = response.to_string().replace("\"{id}\"", "{id}");
         let request: Value = serde_json::from_str(v["rpcRequest"].as_str().unwrap()).unwrap();
         let params = request["params"].to_string();
-        let before = bundler.received().len();
-        let got = call(&opgate.url(&format!("/{chain}")), "eth_sendUserOperation", &params).await;
-        let relayed = bundler.received().len() > before;
+        let before = self.bundler.received().len();
+        let got = call(&self.opgate.url(&format!("/{chain}")), "eth_sendUserOperation", &params).await;
+        Sent {
+            relayed: self.bundler.received().len() > before,
+            got,
+        }
+    }
+}
+
+/// Replays every vector and returns one line per verdict that differs from `proxyShould`.
+async fn replay(store_toml: &str) -> Vec<String> {
+    let index = adversarial("index");
+    let r = Replay::start(store_toml).await;
+    let mut wrong = Vec::new();
+    for entry in index["vectors"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        let v = adversarial(name);
+        let Sent { relayed, got } = r.send(&v).await;
         let should = v["proxyShould"]["answer"].as_str().unwrap();
         let data = &got["error"]["data"];
         if std::env::var_os("OPGATE_VECTORS_VERBOSE").is_some() {
@@ -122,4 +152,39 @@ async fn adversarial_vectors_get_the_careful_answer_on_redis() {
     .await;
     crate::support::redis_cleanup(&prefix);
     assert_all_as_should(&wrong);
+}
+
+/// After the owner uninstalls a permission, the old enable approval of that permission is the
+/// revoked key trying to come back: refused as `Revoked`, while the owner's fresh approval of the
+/// same id (`owner-reenables-pid-same-nonce`) is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstalled_permissions_old_approval_is_refused() {
+    let index = adversarial("index");
+    let r = Replay::start("").await;
+    for entry in index["vectors"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        r.send(&adversarial(name)).await;
+        if name == "pid-1-owner-uninstalls-session" {
+            break;
+        }
+    }
+    // The original enable op, with a fresh sequence number (a new userOpHash, same approval).
+    let mut v = adversarial("pid-1-session-enable");
+    let mut request: Value = serde_json::from_str(v["rpcRequest"].as_str().unwrap()).unwrap();
+    let nonce = request["params"][0]["nonce"].as_str().unwrap().to_string();
+    let bumped = format!("{}{}", &nonce[..nonce.len() - 1], "7");
+    request["params"][0]["nonce"] = Value::String(bumped);
+    v["rpcRequest"] = Value::String(request.to_string());
+    let sent = r.send(&v).await;
+    assert!(
+        !sent.relayed,
+        "the replayed approval reached the upstream: {}",
+        sent.got
+    );
+    let data = &sent.got["error"]["data"];
+    assert_eq!(data["reason"], "Revoked", "{}", sent.got);
+    assert_eq!(data["rule"], "enable.uninstalled", "{}", sent.got);
+    // The owner's fresh approval of the same id is forwarded.
+    let fresh = r.send(&adversarial("owner-reenables-pid-same-nonce")).await;
+    assert!(fresh.relayed, "{}", fresh.got);
 }

@@ -551,6 +551,7 @@ async fn session_signatures_over_either_hash_are_accepted_and_other_keys_refused
         learned_at: 0,
         hook: None,
         enable_nonce: None,
+        uninstalled: false,
     };
     app.gate()
         .registry
