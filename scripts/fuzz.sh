@@ -56,7 +56,10 @@ def enable_fields(sig):
     return fields
 
 seeds = {t: [] for t in ["userop_json", "kernel_calls", "kernel_signature", "kernel_op", "permission_data",
-                         "enable_signature", "init_code", "multichain_signature", "policy_params"]}
+                         "enable_signature", "init_code", "multichain_signature", "policy_params", "canonical_calls"]}
+# canonical_calls: n calls as (target, value, len, data) then (position, byte) changes.
+seeds["canonical_calls"] += [bytes([2, 1, 0, 4, 0xa9, 0x05, 0x9c, 0xbb, 2, 5, 0]) + bytes([0, 200, 0x41]),
+                             bytes([1, 7, 9, 36]) + bytes(36) + bytes([0, 100, 0x20, 0, 132, 0x40])]
 for path in sorted(glob.glob("tests/data/vectors/*.json")):
     if path.endswith("index.json"):
         continue
