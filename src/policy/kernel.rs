@@ -472,7 +472,9 @@ fn root(ctx: &OpContext<'_>, k: &KernelDecoded, ev: &mut Evaluation) -> Result<(
     } else {
         ctx.hash
     };
-    let (_, sig) = strip_replayable(ctx.op.signature());
+    let (_, outer) = strip_replayable(ctx.op.signature());
+    // In enable mode the root's user-op signature is the enable wrapper's last field.
+    let sig: &[u8] = k.enable.as_ref().map_or(outer, |e| &e.data.user_op_sig[..]);
     let ok = match kind {
         // The 7702 root accepts only EIP-191(userOpHash).
         _ if eip7702 => recover_eip191(&hash, sig).ok() == Some(owner),
