@@ -3,7 +3,7 @@
 //! - a deploying op: the root validator, its owner and the Kernel release (`initialize`);
 //! - an EIP-7702 op delegating to Kernel v3.3: the account is its own root owner;
 //! - an enable op: the permission (policies, signer, selector grant, hook, the nonce it was
-//!   installed at), or the validator it installs;
+//!   installed at) and its non-canonical modules, or the validator it installs;
 //! - a root (owner) op calling the account's own functions — directly as its call data, or through
 //!   `execute` to the account itself: `uninstallValidation` forgets a permission or validator,
 //!   `invalidateNonce` moves `currentNonce` and `validNonceFrom`, `installModule` /
@@ -84,7 +84,23 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
     }
     if let Some(n) = &k.nonce {
         match (n.mode, n.validation_type) {
-            (ValidationMode::Enable, ValidationType::Permission) => learn_permission(gate, p, k).await,
+            (ValidationMode::Enable, ValidationType::Permission) => {
+                learn_permission(gate, p, k).await;
+                if let (Some(permission), Some(enable)) = (&k.permission, &k.enable) {
+                    let hook = Some(enable.data.hook).filter(|h| *h > Address::with_last_byte(1));
+                    let installed = permission
+                        .policies
+                        .iter()
+                        .map(|p| p.address)
+                        .chain([permission.signer.contract])
+                        .chain(hook);
+                    for m in installed {
+                        if !crate::policy::guard::KNOWN_MODULES.contains(&m) && !info.modules.contains(&m) {
+                            info.modules.push(m);
+                        }
+                    }
+                }
+            }
             (ValidationMode::Enable, ValidationType::Validator) => {
                 if let Some(v) = n.validator.filter(|v| !info.has_validator(*v)) {
                     info.validators.push(v);

@@ -98,6 +98,10 @@ pub struct AccountInfo {
     /// Validator modules known to be installed besides the root one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validators: Vec<Address>,
+    /// Other modules the account's permissions installed (policies, signers, hooks) that are not
+    /// canonical deployments: a session key calling one rewrites another permission's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<Address>,
     /// `currentNonce()`, when an owner op moved it (`None`: 1, its value after `initialize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_nonce: Option<u32>,

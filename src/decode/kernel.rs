@@ -31,6 +31,10 @@ use super::signature::{
 use super::stub::{detect_stub, StubKind};
 use super::{ser, DecodeError, Source};
 
+/// The `what` of the error reported when a Kernel release before v3.2 meets the replayable
+/// prefix (it does not strip it, so the op cannot validate).
+pub const REPLAYABLE_PREFIX: &str = "replayable signature prefix";
+
 /// What `decode_kernel` cannot read from the op itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecodeOptions {
@@ -222,7 +226,7 @@ pub fn decode_kernel_structure(
         errors.0.push(PartError {
             part: "signature",
             error: DecodeError::BadSize {
-                what: "replayable signature prefix",
+                what: REPLAYABLE_PREFIX,
                 len: 32,
                 expected: "only Kernel v3.2 and later strip it",
             },

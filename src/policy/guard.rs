@@ -44,7 +44,7 @@ const POLICY: &str = "opgate";
 
 /// Module contracts every Kernel account may use: calling them from the account changes its own
 /// authorisation state (they key their state by caller).
-const KNOWN_MODULES: [Address; 20] = [
+pub(crate) const KNOWN_MODULES: [Address; 20] = [
     init::ECDSA_VALIDATOR,
     init::ECDSA_VALIDATOR_V3_0,
     init::ECDSA_VALIDATOR_V2,
@@ -72,15 +72,17 @@ const KNOWN_MODULES: [Address; 20] = [
 /// the registry knows.
 fn modules(ctx: &OpContext<'_>) -> Vec<Address> {
     let mut m = KNOWN_MODULES.to_vec();
+    let real_hook = |h: &Address| *h != Address::ZERO && *h != Address::with_last_byte(1);
     if let Some(s) = ctx.session {
         m.push(s.permission.signer.contract);
         m.extend(s.permission.policies.iter().map(|p| p.address));
+        m.extend(s.hook.filter(real_hook));
     }
     if let Some(a) = ctx.account {
         m.extend(a.root_validator);
         m.extend(a.validators.iter().copied());
+        m.extend(a.modules.iter().copied());
     }
-    let real_hook = |h: &Address| *h != Address::ZERO && *h != Address::with_last_byte(1);
     if let Some(k) = ctx.kernel {
         if let Some(v) = k.nonce.as_ref().and_then(|n| n.validator) {
             m.push(v);

@@ -16,6 +16,7 @@ use crate::config::{OnError, Relaxations};
 use crate::decode::calls::{ExecCallType, EXECUTE_USER_OP, KERNEL_EXECUTE};
 use crate::decode::ecdsa::{recover, recover_eip191};
 use crate::decode::init::{RootKind, ECDSA_VALIDATOR, ECDSA_VALIDATOR_V3_0};
+use crate::decode::kernel::REPLAYABLE_PREFIX;
 use crate::decode::multichain::{approver, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR};
 use crate::decode::permission::SignerKind;
 use crate::decode::policy::PermissionCallType;
@@ -24,7 +25,7 @@ use crate::decode::{
     assign_inner_policy_signatures, CallPermission, KernelDecoded, ParamCondition, ParamRule, PolicyParams,
     ValidationMode, ValidationType,
 };
-use crate::decode::{decode_multichain_signature, verify_merkle_proof, KernelVersion};
+use crate::decode::{decode_multichain_signature, verify_merkle_proof, DecodeError, KernelVersion};
 use crate::store::{Charge, Window};
 use crate::userop::EntryPointVersion;
 
@@ -76,6 +77,26 @@ pub(crate) fn evaluate(
             format!("{why}: the Kernel cannot validate the op"),
         ));
     };
+    if let Some(e) = k.errors.iter().find(|e| {
+        matches!(
+            e.error,
+            DecodeError::BadSize {
+                what: REPLAYABLE_PREFIX,
+                ..
+            }
+        )
+    }) {
+        // Kernel v3.0/v3.1 do not strip the replayable prefix: the op cannot validate.
+        return Err(Rejection::new(
+            Reason::InvalidSignature,
+            SESSION,
+            "signature.replayable",
+            format!(
+                "{}: the account's Kernel release reads the prefix as signature bytes",
+                e.error
+            ),
+        ));
+    }
     if k.replayable && !allow.cross_chain_replay {
         plan_replay_guard(ctx, settings, ev);
     }
