@@ -3,7 +3,8 @@
 //! real bundler answered, with the clock pinned to the recording time. Each answer must be the
 //! vector's `proxyShould`: `refuse` — opgate answers an error itself, naming a reason, a policy, a
 //! rule and a detail, and the upstream never sees the op; `forward` — the upstream sees the op and
-//! its answer comes back unchanged. Runs against the in-memory store and against Redis.
+//! its answer comes back unchanged. `opgate_explainUserOperation`, asked before each send, must
+//! give the same verdict and reason. Runs against the in-memory store and against Redis.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,18 @@ impl Replay {
         }
     }
 
+    /// `opgate_explainUserOperation` of vector `v` on its chain.
+    async fn explain(&self, v: &Value) -> Value {
+        let chain = v["chainId"].as_u64().unwrap();
+        let request: Value = serde_json::from_str(v["rpcRequest"].as_str().unwrap()).unwrap();
+        call(
+            &self.opgate.url(&format!("/{chain}")),
+            "opgate_explainUserOperation",
+            &request["params"].to_string(),
+        )
+        .await
+    }
+
     /// Sends vector `v` on its chain.
     async fn send(&self, v: &Value) -> Sent {
         let chain = v["chainId"].as_u64().unwrap();
@@ -97,7 +110,27 @@ async fn replay(store_toml: &str) -> Vec<String> {
     for entry in index["vectors"].as_array().unwrap() {
         let name = entry["name"].as_str().unwrap();
         let v = adversarial(name);
+        // The explanation, asked first (it charges nothing), must give the same verdict.
+        let explained = r.explain(&v).await;
         let Sent { relayed, got } = r.send(&v).await;
+        let reason = got["error"]["data"]["reason"].clone();
+        let agrees = match &explained["result"]["decision"] {
+            d if d == "accept" => relayed,
+            d if d == "reject" => !relayed && explained["result"]["rejection"]["reason"] == reason,
+            _ => false,
+        };
+        if !agrees {
+            wrong.push(format!(
+                "{name}: opgate_explainUserOperation says {} ({}), the send {}",
+                explained["result"]["decision"],
+                explained["result"]["rejection"]["reason"],
+                if relayed {
+                    "was relayed".to_string()
+                } else {
+                    format!("was refused ({reason})")
+                }
+            ));
+        }
         let should = v["proxyShould"]["answer"].as_str().unwrap();
         let data = &got["error"]["data"];
         if std::env::var_os("OPGATE_VECTORS_VERBOSE").is_some() {

@@ -1,0 +1,1727 @@
+//! opgate is never tricked: every op here is built and signed in the test — a Kernel v3 account
+//! deployed by its first op, which also enables an ECDSA session key (enable mode), then
+//! default-mode session ops — and sent through a real opgate in front of a fake bundler on
+//! 127.0.0.1. Each attack class of the README's "Guardrails" (and the chain-mirroring checks next
+//! to them) is refused with the expected `data.reason`, naming a policy, a rule and a detail,
+//! without the bundler seeing the op; each legitimate variant is forwarded and the bundler's
+//! answer comes back. Where a class applies to several Kernel releases, it runs on each of
+//! v3.0, v3.1, v3.2 and v3.3 (replayable signatures from v3.2 on, the re-install refusal below
+//! v3.3).
+//!
+//! Addresses, selectors and layouts come from the spec (`kernel-v3.md` §2–§6), written out here
+//! rather than taken from opgate's own constants; opgate's code is used only to compute the
+//! userOpHash and the Enable digest (its hashing has its own vector tests).
+//!
+//! `OPGATE_NEVER_TRICKED_VERBOSE=1` prints every answer's reason, policy, rule and detail.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use alloy_primitives::{address, eip191_hash_message, hex, keccak256, Address, Bytes, FixedBytes, B256, U256};
+use alloy_sol_types::{sol, SolValue};
+use k256::ecdsa::SigningKey;
+use opgate::clock::ManualClock;
+use opgate::config::{Config, Overrides};
+use opgate::decode::enable::{enable_digest, EnableData, EnableDomain, KernelVersion};
+use opgate::userop::{parse_user_operation_value, EntryPointVersion, UserOperation};
+use serde_json::{json, Value};
+
+use crate::fixtures::sign;
+use crate::support::{call, redis_cleanup, FakeBundler, Opgate, Reply};
+
+// ---------------------------------------------------------------------------------------------
+// Constants (spec §1.1, §3, §4.5, §6)
+// ---------------------------------------------------------------------------------------------
+
+const ENTRY_POINT: Address = address!("0000000071727De22E5E9d8BAf0edAc6f37da032");
+const META_FACTORY: Address = address!("d703aaE79538628d27099B8c4f621bE4CCd142d5");
+const ECDSA_VALIDATOR_V3_0: Address = address!("8104e3Ad430EA6d354d013A6789fDFc71E671c43");
+const ECDSA_VALIDATOR: Address = address!("845ADb2C711129d4f3966735eD98a9F09fC4cE57");
+const ECDSA_SIGNER: Address = address!("6A6F069E2a08c2468e7724Ab3250CdBFBA14D4FF");
+const CALL_POLICY_0_0_4: Address = address!("9a52283276A0ec8740DF50bF01B28A80D880eaf2");
+const GAS_POLICY: Address = address!("aeFC5AbC67FfD258abD0A3E54f65E70326F84b23");
+const SUDO_POLICY: Address = address!("67b436caD8a6D025DF6C82C5BB43fbF11fC5B9B7");
+const TIMESTAMP_POLICY: Address = address!("B9f8f524bE6EcD8C945b1b87f9ae5C192FdCE20F");
+
+/// An ERC-20 token, the session's recipient, someone else, a router (delegate), a hook contract,
+/// a paymaster and a validator nobody installed: plain addresses, none of them a Kernel module.
+const TOKEN: Address = address!("7777777777777777777777777777777777777777");
+const RECIPIENT: Address = address!("1111111111111111111111111111111111111111");
+const STRANGER: Address = address!("2222222222222222222222222222222222222222");
+const ROUTER: Address = address!("CA7814dd41C717eefd3fF9fDCbabaE10Dc96a539");
+const HOOK: Address = address!("4444444444444444444444444444444444444444");
+const PAYMASTER: Address = address!("5555555555555555555555555555555555555555");
+const UNKNOWN_VALIDATOR: Address = address!("6666666666666666666666666666666666666666");
+
+const CHAIN: u64 = 31337;
+const OTHER_CHAIN: u64 = 31338;
+/// The opgate clock (2025-06-15).
+const NOW: u64 = 1_750_000_000;
+/// What the fake bundler answers to every `eth_sendUserOperation`.
+const BUNDLER_HASH: &str = "0x5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+/// `keccak("kernel.replayable.signature")` (spec §2.3).
+const REPLAYABLE_MAGIC: B256 =
+    alloy_primitives::b256!("0555ad2729e8da1777a4e5020806f8bf7601c3db6bfe402f410a34958363a95a");
+/// The secp256k1 group order.
+const SECP256K1_N: U256 =
+    alloy_primitives::uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
+
+const VERSIONS: [KernelVersion; 4] = KernelVersion::ALL;
+
+/// `keccak(signature)[0:4]`.
+fn selector(signature: &str) -> [u8; 4] {
+    keccak256(signature.as_bytes())[..4].try_into().unwrap()
+}
+
+fn execute_selector() -> [u8; 4] {
+    selector("execute(bytes32,bytes)")
+}
+
+/// `executeUserOp(...)`: the marker a hooked validation's call data starts with (spec §1.5).
+const EXECUTE_USER_OP: [u8; 4] = [0x8d, 0xd7, 0x71, 0x2f];
+
+sol! {
+    /// CallPolicy ≥ 0.0.2 `ParamRule`.
+    struct ParamRule {
+        uint8 condition;
+        uint64 offset;
+        bytes32[] params;
+    }
+    /// CallPolicy ≥ 0.0.2 `Permission`.
+    struct CallPermission {
+        bytes1 callType;
+        address target;
+        bytes4 selector;
+        uint256 valueLimit;
+        ParamRule[] rules;
+    }
+}
+
+const EQUAL: u8 = 0;
+const LESS_THAN_OR_EQUAL: u8 = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Kernel releases (spec §2.5, §6)
+// ---------------------------------------------------------------------------------------------
+
+fn kernel_factory(v: KernelVersion) -> Address {
+    match v {
+        KernelVersion::V3_0 => address!("6723b44Abeec4E71eBE3232BD5B455805baDD22f"),
+        KernelVersion::V3_1 => address!("aac5D4240AF87249B3f71BC8E4A2cae074A3E419"),
+        KernelVersion::V3_2 => address!("7a1dBAB750f12a90EB1B60D2Ae3aD17D4D81EfFe"),
+        KernelVersion::V3_3 => address!("2577507b78c2008Ff367261CB6285d44ba5eF2E9"),
+    }
+}
+
+fn root_ecdsa_validator(v: KernelVersion) -> Address {
+    if v == KernelVersion::V3_0 {
+        ECDSA_VALIDATOR_V3_0
+    } else {
+        ECDSA_VALIDATOR
+    }
+}
+
+fn label(v: KernelVersion) -> &'static str {
+    match v {
+        KernelVersion::V3_0 => "v3.0",
+        KernelVersion::V3_1 => "v3.1",
+        KernelVersion::V3_2 => "v3.2",
+        KernelVersion::V3_3 => "v3.3",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ABI pieces
+// ---------------------------------------------------------------------------------------------
+
+fn word(n: u64) -> [u8; 32] {
+    U256::from(n).to_be_bytes()
+}
+
+/// `transfer(address,uint256)`.
+fn transfer(to: Address, amount: u64) -> Vec<u8> {
+    [
+        &selector("transfer(address,uint256)")[..],
+        &(to, U256::from(amount)).abi_encode_params(),
+    ]
+    .concat()
+}
+
+/// `forward(address,uint256,bytes)`: the router makes this call from the account's context.
+fn forward(target: Address, value: u64, data: &[u8]) -> Vec<u8> {
+    [
+        &selector("forward(address,uint256,bytes)")[..],
+        &(target, U256::from(value), Bytes::copy_from_slice(data)).abi_encode_params(),
+    ]
+    .concat()
+}
+
+/// An `execute` mode word: call type, exec type, the rest zero (spec §3.1).
+fn mode(call_type: u8, exec_type: u8) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0] = call_type;
+    m[1] = exec_type;
+    m
+}
+
+const SINGLE: u8 = 0x00;
+const BATCH: u8 = 0x01;
+const DELEGATECALL: u8 = 0xFF;
+
+/// `execute(bytes32 mode, bytes executionCalldata)`, canonically encoded.
+fn execute(mode: [u8; 32], execution: &[u8]) -> Vec<u8> {
+    [
+        &execute_selector()[..],
+        &(B256::from(mode), Bytes::copy_from_slice(execution)).abi_encode_params(),
+    ]
+    .concat()
+}
+
+/// Single execution: `target(20) ‖ value(32) ‖ data`.
+fn single(target: Address, value: u64, data: &[u8]) -> Vec<u8> {
+    [target.as_slice(), &word(value), data].concat()
+}
+
+/// Delegatecall execution: `target(20) ‖ data` (no value).
+fn delegate(target: Address, data: &[u8]) -> Vec<u8> {
+    [target.as_slice(), data].concat()
+}
+
+/// Batch execution: `abi.encode(Execution[])`.
+fn batch(calls: &[(Address, u64, Vec<u8>)]) -> Vec<u8> {
+    calls
+        .iter()
+        .map(|(t, v, d)| (*t, U256::from(*v), Bytes::copy_from_slice(d)))
+        .collect::<Vec<_>>()
+        .abi_encode()
+}
+
+/// `execute(single, target, value, data)`.
+fn execute_single(target: Address, value: u64, data: &[u8]) -> Vec<u8> {
+    execute(mode(SINGLE, 0), &single(target, value, data))
+}
+
+/// The call a session key makes in the ordinary ops: a small token transfer to the recipient.
+fn pay(amount: u64) -> Vec<u8> {
+    execute_single(TOKEN, 0, &transfer(RECIPIENT, amount))
+}
+
+/// `abi.encode(Execution)` of one tuple, on its own (its head's bytes offset relative to it).
+fn execution_tuple(target: Address, value: u64, data: &[u8]) -> Vec<u8> {
+    (target, U256::from(value), Bytes::copy_from_slice(data)).abi_encode_params()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Permissions (spec §4.2, §4.5)
+// ---------------------------------------------------------------------------------------------
+
+/// What the owner's enable approval installs: policies, a hook, one granted selector.
+#[derive(Clone)]
+struct Grant {
+    /// `flag(2) ‖ policy(20) ‖ initData` each.
+    policies: Vec<Vec<u8>>,
+    hook: Address,
+    selector: [u8; 4],
+}
+
+impl Grant {
+    /// These policies, no hook, `execute` granted.
+    fn of(policies: Vec<Vec<u8>>) -> Self {
+        Self {
+            policies,
+            hook: Address::ZERO,
+            selector: execute_selector(),
+        }
+    }
+
+    /// `abi.encode(bytes[] [policies…, permissionFlag ‖ ECDSASigner ‖ sessionKey])`.
+    fn validator_data(&self, session_key: Address) -> Bytes {
+        let mut entries: Vec<Bytes> = self.policies.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+        entries.push(
+            [&[0u8, 0][..], ECDSA_SIGNER.as_slice(), session_key.as_slice()]
+                .concat()
+                .into(),
+        );
+        entries.abi_encode().into()
+    }
+
+    /// `hookData`: `0xff` (install the hook) for a real hook, else empty.
+    fn hook_data(&self) -> Bytes {
+        if self.hook == Address::ZERO {
+            Bytes::new()
+        } else {
+            Bytes::from_static(&[0xff])
+        }
+    }
+}
+
+fn policy(flag: u16, address: Address, init_data: &[u8]) -> Vec<u8> {
+    [&flag.to_be_bytes()[..], address.as_slice(), init_data].concat()
+}
+
+/// SudoPolicy: the session may do anything the guardrails let through.
+fn sudo() -> Vec<u8> {
+    policy(0, SUDO_POLICY, &[])
+}
+
+/// TimestampPolicy `abi.encode(uint48 validAfter, uint48 validUntil)`.
+fn timestamp(after: u64, until: u64) -> Vec<u8> {
+    policy(
+        0,
+        TIMESTAMP_POLICY,
+        &(U256::from(after), U256::from(until)).abi_encode(),
+    )
+}
+
+/// GasPolicy `abi.encode(uint128 allowed, bool enforcePaymaster, address allowedPaymaster)`.
+fn gas_policy(allowed: u128, enforce_paymaster: bool, allowed_paymaster: Address) -> Vec<u8> {
+    policy(
+        0,
+        GAS_POLICY,
+        &(U256::from(allowed), enforce_paymaster, allowed_paymaster).abi_encode(),
+    )
+}
+
+/// CallPolicy 0.0.4 `abi.encode(Permission[])` under `flag`.
+fn call_policy(flag: u16, permissions: Vec<CallPermission>) -> Vec<u8> {
+    policy(flag, CALL_POLICY_0_0_4, &permissions.abi_encode())
+}
+
+/// CALL `transfer(to == RECIPIENT, amount <= 100)` on the token.
+fn transfer_to_recipient_at_most_100() -> CallPermission {
+    CallPermission {
+        callType: FixedBytes([0x00]),
+        target: TOKEN,
+        selector: FixedBytes(selector("transfer(address,uint256)")),
+        valueLimit: U256::ZERO,
+        rules: vec![
+            ParamRule {
+                condition: EQUAL,
+                offset: 0,
+                params: vec![RECIPIENT.into_word()],
+            },
+            ParamRule {
+                condition: LESS_THAN_OR_EQUAL,
+                offset: 32,
+                params: vec![B256::from(U256::from(100))],
+            },
+        ],
+    }
+}
+
+/// DELEGATECALL the router's `forward(address,uint256,bytes)`.
+fn delegatecall_router() -> CallPermission {
+    CallPermission {
+        callType: FixedBytes([0xFF]),
+        target: ROUTER,
+        selector: FixedBytes(selector("forward(address,uint256,bytes)")),
+        valueLimit: U256::ZERO,
+        rules: vec![],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and operations
+// ---------------------------------------------------------------------------------------------
+
+/// A Kernel account: its release, address, root owner key and one session key with its
+/// permission id.
+struct Account {
+    version: KernelVersion,
+    address: Address,
+    owner: SigningKey,
+    session: SigningKey,
+    pid: [u8; 4],
+}
+
+impl Account {
+    /// A fresh account; `case` keeps the accounts of one test apart.
+    fn new(version: KernelVersion, case: u8) -> Self {
+        let v = VERSIONS.iter().position(|x| *x == version).unwrap() as u8;
+        let seed = keccak256([b"never-tricked".as_slice(), &[v, case]].concat());
+        Self {
+            version,
+            address: Address::from_slice(&seed[12..]),
+            owner: SigningKey::from_slice(&[0x10 + v; 32]).unwrap(),
+            session: SigningKey::from_slice(&[0x20 + case; 32]).unwrap(),
+            pid: [0xc0, 0xde, v, case],
+        }
+    }
+
+    /// Another session key of the same account, under another permission id.
+    fn another_session(&self, case: u8) -> Self {
+        Self {
+            address: self.address,
+            owner: self.owner.clone(),
+            ..Self::new(self.version, case)
+        }
+    }
+
+    fn owner_address(&self) -> Address {
+        Address::from_private_key(&self.owner)
+    }
+
+    fn session_address(&self) -> Address {
+        Address::from_private_key(&self.session)
+    }
+
+    /// The permission's ValidationId: `0x02 ‖ pid ‖ 0^16`.
+    fn validation_id(&self) -> FixedBytes<21> {
+        let mut vid = [0u8; 21];
+        vid[0] = 0x02;
+        vid[1..5].copy_from_slice(&self.pid);
+        FixedBytes(vid)
+    }
+
+    /// `deployWithFactory(kernelFactory, initialize(0x01 ‖ ECDSAValidator, 0, owner, "", [[]]), 0)`.
+    fn factory_data(&self) -> Bytes {
+        let mut root = [0u8; 21];
+        root[0] = 0x01;
+        root[1..].copy_from_slice(root_ecdsa_validator(self.version).as_slice());
+        let root = FixedBytes(root);
+        let owner = Bytes::copy_from_slice(self.owner_address().as_slice());
+        let initialize = if self.version == KernelVersion::V3_0 {
+            let args = (root, Address::ZERO, owner, Bytes::new()).abi_encode_params();
+            [&selector("initialize(bytes21,address,bytes,bytes)")[..], &args].concat()
+        } else {
+            let args = (root, Address::ZERO, owner, Bytes::new(), Vec::<Bytes>::new()).abi_encode_params();
+            [&selector("initialize(bytes21,address,bytes,bytes,bytes[])")[..], &args].concat()
+        };
+        let args = (kernel_factory(self.version), Bytes::from(initialize), B256::ZERO).abi_encode_params();
+        [&selector("deployWithFactory(address,bytes,bytes32)")[..], &args]
+            .concat()
+            .into()
+    }
+}
+
+/// A nonce from its 32 bytes (spec §2.1).
+fn nonce(bytes: [u8; 32]) -> U256 {
+    U256::from_be_bytes(bytes)
+}
+
+/// `mode ‖ 0x02 ‖ pid ‖ 0^16 ‖ lane 0 ‖ seq`.
+fn permission_nonce(mode: u8, pid: [u8; 4], seq: u64) -> U256 {
+    let mut n = [0u8; 32];
+    n[0] = mode;
+    n[1] = 0x02;
+    n[2..6].copy_from_slice(&pid);
+    n[24..].copy_from_slice(&seq.to_be_bytes());
+    nonce(n)
+}
+
+const ENABLE: u8 = 0x01;
+const DEFAULT: u8 = 0x00;
+
+/// A v0.7 UserOperation being built.
+#[derive(Clone)]
+struct Op {
+    sender: Address,
+    nonce: U256,
+    /// `factoryData` for the meta factory, when the op deploys the account.
+    factory_data: Option<Bytes>,
+    call_data: Bytes,
+    call_gas: u64,
+    verification_gas: u64,
+    pre_verification_gas: u64,
+    max_fee: u64,
+    /// `(paymaster, verification gas limit, post-op gas limit)`.
+    paymaster: Option<(Address, u64, u64)>,
+    signature: Bytes,
+}
+
+fn quantity(n: impl std::fmt::LowerHex) -> String {
+    format!("{n:#x}")
+}
+
+impl Op {
+    fn new(sender: Address, nonce: U256, call_data: Vec<u8>) -> Self {
+        Self {
+            sender,
+            nonce,
+            factory_data: None,
+            call_data: call_data.into(),
+            call_gas: 100_000,
+            verification_gas: 100_000,
+            pre_verification_gas: 50_000,
+            max_fee: 1_000_000_000,
+            paymaster: None,
+            signature: Bytes::new(),
+        }
+    }
+
+    /// The `eth_sendUserOperation` params[0] object.
+    fn json(&self) -> Value {
+        let mut o = json!({
+            "sender": self.sender.to_string(),
+            "nonce": quantity(self.nonce),
+            "callData": hex::encode_prefixed(&self.call_data),
+            "callGasLimit": quantity(self.call_gas),
+            "verificationGasLimit": quantity(self.verification_gas),
+            "preVerificationGas": quantity(self.pre_verification_gas),
+            "maxFeePerGas": quantity(self.max_fee),
+            "maxPriorityFeePerGas": quantity(self.max_fee),
+            "signature": hex::encode_prefixed(&self.signature),
+        });
+        if let Some(data) = &self.factory_data {
+            o["factory"] = json!(META_FACTORY.to_string());
+            o["factoryData"] = json!(hex::encode_prefixed(data));
+        }
+        if let Some((pm, verification, post_op)) = self.paymaster {
+            o["paymaster"] = json!(pm.to_string());
+            o["paymasterVerificationGasLimit"] = json!(quantity(verification));
+            o["paymasterPostOpGasLimit"] = json!(quantity(post_op));
+            o["paymasterData"] = json!("0x");
+        }
+        o
+    }
+
+    fn parsed(&self) -> UserOperation {
+        parse_user_operation_value(&self.json(), EntryPointVersion::V07).expect("the built op parses")
+    }
+
+    /// The EntryPoint v0.7 userOpHash on `chain` (the signature plays no part).
+    fn hash(&self, chain: u64) -> B256 {
+        self.parsed().hash(ENTRY_POINT, chain).unwrap()
+    }
+
+    /// Kernel ≥ v3.2's chain-agnostic hash (chain id 0).
+    fn replayable_hash(&self) -> B256 {
+        self.parsed().replayable_hash(ENTRY_POINT).unwrap()
+    }
+
+    fn params(&self) -> String {
+        json!([self.json(), ENTRY_POINT.to_string()]).to_string()
+    }
+
+    fn with_signature(mut self, signature: Vec<u8>) -> Self {
+        self.signature = signature.into();
+        self
+    }
+}
+
+/// ECDSA over EIP-191(hash), as the SDK's signers sign userOpHashes.
+fn sign_191(key: &SigningKey, hash: B256) -> [u8; 65] {
+    sign(key, &eip191_hash_message(hash.as_slice()))
+}
+
+/// EIP-2098 compact form of a 65-byte signature: `r ‖ (yParity << 255 | s)`.
+fn compact(sig: &[u8; 65]) -> Vec<u8> {
+    let mut out = sig[..64].to_vec();
+    if sig[64] == 28 {
+        out[32] |= 0x80;
+    }
+    out
+}
+
+/// The other signature of the same key over the same hash: `r ‖ n − s ‖ v flipped`.
+fn high_s_twin(sig: &[u8; 65]) -> Vec<u8> {
+    let s = U256::from_be_slice(&sig[32..64]);
+    let twin = SECP256K1_N - s;
+    [
+        &sig[..32],
+        &twin.to_be_bytes::<32>()[..],
+        &[if sig[64] == 27 { 28 } else { 27 }],
+    ]
+    .concat()
+}
+
+/// How an enable-mode op is built.
+#[derive(Clone, Copy)]
+struct EnableOpts {
+    chain: u64,
+    /// The op also deploys the account (its first op).
+    deploy: bool,
+    /// Chain-agnostic (Kernel ≥ v3.2): magic prefix, chain id 0 in the digest and the userOpHash.
+    replayable: bool,
+    /// The Enable digest's `nonce` (1 right after deployment).
+    digest_nonce: u32,
+    /// EntryPoint sequence of the enable key.
+    seq: u64,
+    paymaster: Option<(Address, u64, u64)>,
+}
+
+impl Default for EnableOpts {
+    fn default() -> Self {
+        Self {
+            chain: CHAIN,
+            deploy: true,
+            replayable: false,
+            digest_nonce: 1,
+            seq: 0,
+            paymaster: None,
+        }
+    }
+}
+
+/// An enable-mode op (spec §5.1) installing `grant` for the account's session key, signed by the
+/// owner (Enable digest, spec §5.2) and the session key (`0xff ‖ ECDSA(EIP-191(userOpHash))`).
+fn enable_op(a: &Account, grant: &Grant, call_data: Vec<u8>, o: EnableOpts) -> Op {
+    let mut op = Op::new(a.address, permission_nonce(ENABLE, a.pid, o.seq), call_data);
+    if o.deploy {
+        op.factory_data = Some(a.factory_data());
+    }
+    op.paymaster = o.paymaster;
+    let hash = if o.replayable {
+        op.replayable_hash()
+    } else {
+        op.hash(o.chain)
+    };
+    let user_op_sig = [&[0xff][..], &sign_191(&a.session, hash)].concat();
+    let data = EnableData {
+        replayable: o.replayable,
+        hook: grant.hook,
+        validator_data: grant.validator_data(a.session_address()),
+        hook_data: grant.hook_data(),
+        selector_data: Bytes::copy_from_slice(&grant.selector),
+        enable_sig: Bytes::new(),
+        user_op_sig: Bytes::new(),
+    };
+    let domain = EnableDomain {
+        account: a.address,
+        chain_id: if o.replayable { 0 } else { o.chain },
+        version: a.version,
+    };
+    let digest = enable_digest(&domain, a.validation_id(), o.digest_nonce, &data);
+    let enable_sig = sign(&a.owner, &digest);
+    let tuple = (
+        data.validator_data,
+        data.hook_data,
+        data.selector_data,
+        Bytes::copy_from_slice(&enable_sig),
+        Bytes::from(user_op_sig),
+    )
+        .abi_encode_params();
+    let magic: &[u8] = if o.replayable { REPLAYABLE_MAGIC.as_slice() } else { &[] };
+    op.with_signature([magic, grant.hook.as_slice(), &tuple].concat())
+}
+
+/// A default-mode session op, unsigned.
+fn session_op(a: &Account, seq: u64, call_data: Vec<u8>) -> Op {
+    Op::new(a.address, permission_nonce(DEFAULT, a.pid, seq), call_data)
+}
+
+/// The session key's signature for a default-mode op on `chain`: `0xff ‖ ECDSA(EIP-191(hash))`.
+fn session_signed(a: &Account, op: Op, chain: u64) -> Op {
+    let sig = sign_191(&a.session, op.hash(chain));
+    op.with_signature([&[0xff][..], &sig].concat())
+}
+
+// ---------------------------------------------------------------------------------------------
+// opgate in front of a fake bundler
+// ---------------------------------------------------------------------------------------------
+
+struct Harness {
+    bundler: FakeBundler,
+    opgate: Opgate,
+}
+
+/// What a send gave: whether the bundler received the op, and opgate's answer.
+type Sent = (bool, Value);
+
+impl Harness {
+    /// opgate serving `chains` (all relayed to one fake bundler), with `extra` TOML
+    /// (`[store]`, `[[delegates]]`, `[[policies]]`) and its clock at [`NOW`].
+    async fn start(chains: &[u64], extra: &str) -> Self {
+        let bundler = FakeBundler::start(|r| {
+            if r.method == "eth_sendUserOperation" {
+                Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{BUNDLER_HASH}"}}"#))
+            } else {
+                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
+            }
+        })
+        .await;
+        let mut toml = format!("{extra}\n");
+        for id in chains {
+            toml.push_str(&format!("[[chains]]\nid = {id}\nupstreams = [\"{}\"]\n", bundler.url()));
+        }
+        let config = Config::from_toml(&toml, &Overrides::default()).expect("test config is valid");
+        let opgate = Opgate::start_with_clock(config, Arc::new(ManualClock::new(NOW))).await;
+        Self { bundler, opgate }
+    }
+
+    fn sends(&self) -> Vec<String> {
+        self.bundler
+            .received()
+            .into_iter()
+            .filter(|r| r.method == "eth_sendUserOperation")
+            .map(|r| r.params.unwrap_or_default())
+            .collect()
+    }
+
+    /// Sends `op` on `chain`; `relayed` is whether the bundler received this very op.
+    async fn send(&self, chain: u64, op: &Op) -> Sent {
+        let before = self.sends().len();
+        let response = call(
+            &self.opgate.url(&format!("/{chain}")),
+            "eth_sendUserOperation",
+            &op.params(),
+        )
+        .await;
+        if std::env::var_os("OPGATE_NEVER_TRICKED_VERBOSE").is_some() {
+            let d = &response["error"]["data"];
+            eprintln!(
+                "chain {chain}: {} {} {} {} {}",
+                response["result"], d["reason"], d["policy"], d["rule"], d["detail"]
+            );
+        }
+        let sends = self.sends();
+        let signature = hex::encode_prefixed(&op.signature);
+        let relayed = sends.len() > before;
+        if relayed {
+            assert!(
+                sends[before..].iter().any(|p| p.contains(&signature)),
+                "the bundler received another op than the one sent"
+            );
+        }
+        (relayed, response)
+    }
+
+    /// Sends `op` and asserts it was forwarded.
+    async fn forwards(&self, chain: u64, op: &Op, what: &str) {
+        assert_forwarded(&self.send(chain, op).await, what);
+    }
+
+    /// Sends `op` and asserts it was refused with `reason`.
+    async fn refuses(&self, chain: u64, op: &Op, reason: &str, what: &str) {
+        assert_refused(&self.send(chain, op).await, reason, what);
+    }
+}
+
+fn assert_forwarded((relayed, response): &Sent, what: &str) {
+    assert!(
+        *relayed,
+        "{what}: should be forwarded, but the bundler did not receive it; opgate answered {response}"
+    );
+    assert_eq!(
+        response["result"], BUNDLER_HASH,
+        "{what}: the bundler's answer should come back; got {response}"
+    );
+}
+
+fn assert_refused((relayed, response): &Sent, reason: &str, what: &str) {
+    assert!(
+        !relayed,
+        "{what}: should be refused ({reason}), but the bundler received it: {response}"
+    );
+    let data = &response["error"]["data"];
+    assert_eq!(
+        data["reason"], reason,
+        "{what}: refused for another reason than {reason}: {response}"
+    );
+    for key in ["policy", "rule", "detail"] {
+        assert!(
+            data[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: the refusal should name a non-empty `{key}`: {response}"
+        );
+    }
+}
+
+static PREFIXES: AtomicUsize = AtomicUsize::new(0);
+
+/// A Redis key prefix no other test (or test run) uses.
+fn redis_prefix(test: &str) -> String {
+    format!(
+        "opgate-test:never-tricked:{test}:{}:{}:",
+        std::process::id(),
+        PREFIXES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deletes a test's Redis keys when dropped, also when the test fails.
+struct RedisKeys(String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        redis_cleanup(&self.0);
+    }
+}
+
+fn redis_store(prefix: &str) -> String {
+    format!("[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{prefix}\"\ntimeout = \"5s\"\n")
+}
+
+/// Deploys `a` and enables its session key with `grant` by an op calling `call_data`; asserts it
+/// was forwarded (opgate then knows the account's owner and release and the permission).
+async fn enable(h: &Harness, a: &Account, grant: &Grant, call_data: Vec<u8>, o: EnableOpts) {
+    let op = enable_op(a, grant, call_data, o);
+    let what = format!("{}: the deploying enable op", label(a.version));
+    h.forwards(o.chain, &op, &what).await;
+}
+
+/// A sudo session, enabled by a small payment.
+async fn sudo_session(h: &Harness, v: KernelVersion, case: u8) -> Account {
+    let a = Account::new(v, case);
+    enable(h, &a, &Grant::of(vec![sudo()]), pay(1), EnableOpts::default()).await;
+    a
+}
+
+// ---------------------------------------------------------------------------------------------
+// The builders themselves
+// ---------------------------------------------------------------------------------------------
+
+/// What the builders make decodes as intended — release, owner and approval of the deploying
+/// enable op, the permission, the calls — so a refusal below is about the attack, not a typo.
+#[test]
+fn built_ops_decode_as_intended() {
+    use opgate::decode::{decode_kernel_with, DecodeOptions};
+    assert_eq!(REPLAYABLE_MAGIC, keccak256("kernel.replayable.signature"));
+    for v in VERSIONS {
+        let a = Account::new(v, 0);
+        let grant = Grant::of(vec![
+            call_policy(0, vec![transfer_to_recipient_at_most_100()]),
+            timestamp(0, NOW + 3600),
+        ]);
+        let replayable = v >= KernelVersion::V3_2;
+        let op = enable_op(
+            &a,
+            &grant,
+            pay(5),
+            EnableOpts {
+                replayable,
+                ..Default::default()
+            },
+        );
+        let decoded = opgate::explain::decode_text(&op.params(), None, Some(CHAIN)).expect("decodes");
+        assert_eq!(decoded.account, "kernel-v3", "{}", label(v));
+        let opts = DecodeOptions {
+            chain_id: Some(CHAIN),
+            ..Default::default()
+        };
+        let parsed = op.parsed();
+        let k = decode_kernel_with(
+            a.address,
+            op.nonce,
+            &op.call_data,
+            &op.signature,
+            &parsed.init_code(),
+            &opts,
+        );
+        assert!(k.errors.is_empty(), "{}: {:?}", label(v), k.errors);
+        let d = k.deployment.as_ref().expect("deploys");
+        assert_eq!(d.kernel_version, Some(v), "{}", label(v));
+        let root = d.root_validator.as_ref().expect("root validator");
+        assert_eq!(root.owner, Some(a.owner_address()), "{}", label(v));
+        assert_eq!(root.address, Some(root_ecdsa_validator(v)), "{}", label(v));
+        assert_eq!(k.replayable, replayable, "{}", label(v));
+        let e = k.enable.as_ref().expect("enable wrapper");
+        assert_eq!(e.approved, Some(true), "{}: the owner's approval verifies", label(v));
+        assert_eq!(e.digest_nonce, Some(1), "{}", label(v));
+        let p = k.permission.as_ref().expect("permission");
+        assert_eq!(p.signer.address, Some(a.session_address()), "{}", label(v));
+        assert_eq!(p.policies.len(), 2, "{}", label(v));
+        let calls = k.calls.as_ref().expect("calls");
+        assert_eq!(calls.calls.len(), 1);
+        assert_eq!(calls.calls[0].target, TOKEN);
+        assert_eq!(&calls.calls[0].data[..], &transfer(RECIPIENT, 5)[..]);
+        assert!(calls.non_canonical.is_none());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. One reading of the bytes
+// ---------------------------------------------------------------------------------------------
+
+/// Call data with a second reading is refused (`InvalidCallData`); the slack the Kernel itself
+/// ignores is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_data_has_one_reading() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let a = sudo_session(&h, v, 1).await;
+        let mut seq = 0;
+        let mut op = |call_data: Vec<u8>| {
+            seq += 1;
+            session_signed(&a, session_op(&a, seq, call_data), CHAIN)
+        };
+
+        // Two batch elements whose offsets point at one tuple: one call or two?
+        let tuple = execution_tuple(TOKEN, 0, &transfer(RECIPIENT, 5));
+        let shared = [&word(0x20)[..], &word(2), &word(0x40), &word(0x40), &tuple].concat();
+        let refused = [
+            (
+                "a batch whose two elements share one tuple",
+                execute(mode(BATCH, 0), &shared),
+            ),
+            ("execute whose executionCalldata offset is not 0x40 (decoy at 0x40)", {
+                let decoy = single(TOKEN, 0, &transfer(RECIPIENT, 1));
+                let real = single(TOKEN, 0, &transfer(STRANGER, 1_000_000));
+                let padded = |b: &[u8]| {
+                    let mut p = b.to_vec();
+                    p.resize(b.len().div_ceil(32) * 32, 0);
+                    p
+                };
+                let offset = 0x40 + 32 + padded(&decoy).len() as u64;
+                [
+                    &execute_selector()[..],
+                    &mode(SINGLE, 0),
+                    &word(offset),
+                    &word(decoy.len() as u64),
+                    &padded(&decoy),
+                    &word(real.len() as u64),
+                    &padded(&real),
+                ]
+                .concat()
+            }),
+            ("32 bytes after the encoded Execution[] inside executionCalldata", {
+                let exec = [batch(&[(TOKEN, 0, transfer(RECIPIENT, 5))]), vec![0xab; 32]].concat();
+                execute(mode(BATCH, 0), &exec)
+            }),
+            ("a dirty address word in a batch element", {
+                let mut tuple = execution_tuple(TOKEN, 0, &transfer(RECIPIENT, 5));
+                tuple[0] = 0x01;
+                let exec = [&word(0x20)[..], &word(1), &word(0x20), &tuple].concat();
+                execute(mode(BATCH, 0), &exec)
+            }),
+            ("transfer(address,uint256) with 32 extra bytes after its arguments", {
+                let data = [transfer(RECIPIENT, 5), vec![0xab; 32]].concat();
+                execute_single(TOKEN, 0, &data)
+            }),
+        ];
+        for (what, call_data) in refused {
+            h.refuses(
+                CHAIN,
+                &op(call_data),
+                "InvalidCallData",
+                &format!("{}: {what}", label(v)),
+            )
+            .await;
+        }
+
+        let mut loose_mode = mode(SINGLE, 0);
+        loose_mode[2..].fill(0x5a);
+        let forwarded = [
+            (
+                "32 junk bytes after execute's own arguments",
+                [pay(1), vec![0xcd; 32]].concat(),
+            ),
+            (
+                "mode-word bytes 2..31 non-zero",
+                execute(loose_mode, &single(TOKEN, 0, &transfer(RECIPIENT, 1))),
+            ),
+            ("an empty batch", execute(mode(BATCH, 0), &batch(&[]))),
+        ];
+        for (what, call_data) in forwarded {
+            h.forwards(CHAIN, &op(call_data), &format!("{}: {what}", label(v)))
+                .await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Execution modes
+// ---------------------------------------------------------------------------------------------
+
+/// Modes the Kernel accepts in validation and reverts on are refused; exec type try is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_modes_the_kernel_reverts_on_are_refused() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let a = sudo_session(&h, v, 2).await;
+        let exec = single(TOKEN, 0, &transfer(RECIPIENT, 1));
+        let static_call = session_signed(&a, session_op(&a, 1, execute(mode(0xFE, 0x00), &exec)), CHAIN);
+        let exec_type_2 = session_signed(&a, session_op(&a, 2, execute(mode(SINGLE, 0x02), &exec)), CHAIN);
+        let try_mode = session_signed(&a, session_op(&a, 3, execute(mode(SINGLE, 0x01), &exec)), CHAIN);
+        let l = label(v);
+        h.refuses(
+            CHAIN,
+            &static_call,
+            "InvalidCallData",
+            &format!("{l}: call type 0xFE (static)"),
+        )
+        .await;
+        h.refuses(CHAIN, &exec_type_2, "InvalidCallData", &format!("{l}: exec type 0x02"))
+            .await;
+        h.forwards(CHAIN, &try_mode, &format!("{l}: exec type 0x01 (try)"))
+            .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Privileged calls
+// ---------------------------------------------------------------------------------------------
+
+/// A session key never reaches the account's own functions or its modules: neither with call
+/// data other than `execute` (even when the owner granted that selector), nor by `execute`
+/// calling the account, its root validator or its signer. (Not granted, those selectors are
+/// refused by the Kernel's own selector gate, which opgate mirrors first: `SelectorNotGranted`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_keys_cannot_make_privileged_calls() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let l = label(v);
+        let a = sudo_session(&h, v, 3).await;
+        let install_module = [
+            &selector("installModule(uint256,address,bytes)")[..],
+            &(U256::from(1), UNKNOWN_VALIDATOR, Bytes::from_static(b"owner")).abi_encode_params(),
+        ]
+        .concat();
+        let invalidate_nonce = [
+            &selector("invalidateNonce(uint32)")[..],
+            &U256::from(2).to_be_bytes::<32>(),
+        ]
+        .concat();
+        let upgrade_to = [&selector("upgradeTo(address)")[..], &STRANGER.into_word()[..]].concat();
+        let new_owner = [
+            &selector("onInstall(bytes)")[..],
+            &(Bytes::copy_from_slice(STRANGER.as_slice()),).abi_encode_params(),
+        ]
+        .concat();
+
+        // The owner granted the session these selectors (a second permission id of the same
+        // account, enabled by the op that uses it): the chain would run them.
+        for (case, (what, call_data)) in [
+            ("installModule(...)", &install_module),
+            ("invalidateNonce(uint32)", &invalidate_nonce),
+            ("upgradeTo(address)", &upgrade_to),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let granted = a.another_session(30 + case as u8);
+            let grant = Grant {
+                selector: call_data[..4].try_into().unwrap(),
+                ..Grant::of(vec![sudo()])
+            };
+            let o = EnableOpts {
+                deploy: false,
+                ..Default::default()
+            };
+            let op = enable_op(&granted, &grant, call_data.clone(), o);
+            h.refuses(
+                CHAIN,
+                &op,
+                "PrivilegedCallDenied",
+                &format!("{l}: {what} as the whole call data, selector granted by the owner"),
+            )
+            .await;
+        }
+
+        // `execute` (the only selector granted) calling the account itself or its modules.
+        let validator = root_ecdsa_validator(v);
+        for (seq, (what, call_data)) in [
+            (
+                "execute(single) to the account: upgradeTo",
+                execute_single(a.address, 0, &upgrade_to),
+            ),
+            (
+                "execute(single) to the account: installModule",
+                execute_single(a.address, 0, &install_module),
+            ),
+            (
+                "execute(single) to the root ECDSAValidator: onInstall(new owner)",
+                execute_single(validator, 0, &new_owner),
+            ),
+            (
+                "execute(batch) whose second call goes to the ECDSASigner",
+                execute(
+                    mode(BATCH, 0),
+                    &batch(&[(TOKEN, 0, transfer(RECIPIENT, 1)), (ECDSA_SIGNER, 0, new_owner.clone())]),
+                ),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let op = session_signed(&a, session_op(&a, seq as u64 + 1, call_data), CHAIN);
+            h.refuses(CHAIN, &op, "PrivilegedCallDenied", &format!("{l}: {what}"))
+                .await;
+        }
+
+        // The same functions as the whole call data of the `execute`-only session: the chain
+        // refuses them at its selector gate, and so does opgate, first (chain-mirroring checks
+        // run before the guardrails), naming that rule.
+        for (seq, (what, call_data)) in [
+            ("installModule(...)", install_module),
+            ("invalidateNonce(uint32)", invalidate_nonce),
+            ("upgradeTo(address)", upgrade_to),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let op = session_signed(&a, session_op(&a, seq as u64 + 11, call_data), CHAIN);
+            h.refuses(
+                CHAIN,
+                &op,
+                "SelectorNotGranted",
+                &format!("{l}: {what} as the whole call data, only execute granted"),
+            )
+            .await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Hooks
+// ---------------------------------------------------------------------------------------------
+
+/// The `executeUserOp` prefix is required exactly when the validation has a hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_execute_user_op_prefix_follows_the_hook() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let l = label(v);
+        let prefixed = |call_data: Vec<u8>| [&EXECUTE_USER_OP[..], &call_data].concat();
+
+        // No hook: the prefix makes the Kernel's selector gate read 0x8dd7712f.
+        let plain = sudo_session(&h, v, 5).await;
+        let op = session_signed(&plain, session_op(&plain, 1, prefixed(pay(1))), CHAIN);
+        h.refuses(CHAIN, &op, "HookMismatch", &format!("{l}: prefix without a hook"))
+            .await;
+
+        // A hook (and only a TimestampPolicy): the prefix is required.
+        let hooked = Account::new(v, 6);
+        let grant = Grant {
+            hook: HOOK,
+            ..Grant::of(vec![timestamp(0, NOW + 86_400)])
+        };
+        enable(&h, &hooked, &grant, prefixed(pay(1)), EnableOpts::default()).await;
+        let bare = session_signed(&hooked, session_op(&hooked, 1, pay(2)), CHAIN);
+        h.refuses(CHAIN, &bare, "HookMismatch", &format!("{l}: a hook without the prefix"))
+            .await;
+        let ok = session_signed(&hooked, session_op(&hooked, 2, prefixed(pay(2))), CHAIN);
+        h.forwards(CHAIN, &ok, &format!("{l}: a hook with the prefix")).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Delegatecall
+// ---------------------------------------------------------------------------------------------
+
+const ROUTER_DECLARED: &str = r#"
+[[delegates]]
+target = "0xCA7814dd41C717eefd3fF9fDCbabaE10Dc96a539"
+function = "forward(address,uint256,bytes)"
+"#;
+
+/// A delegatecall is forwarded only when the owner granted its target and its inner call is
+/// read (declared delegate) and checked like a direct call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegatecalls_need_a_grant_and_a_checked_inner_call() {
+    let declared = Harness::start(&[CHAIN], ROUTER_DECLARED).await;
+    let undeclared = Harness::start(&[CHAIN], "").await;
+    let grant = Grant::of(vec![call_policy(
+        0,
+        vec![transfer_to_recipient_at_most_100(), delegatecall_router()],
+    )]);
+    let through_router = |to: Address, amount: u64| {
+        execute(
+            mode(DELEGATECALL, 0),
+            &delegate(ROUTER, &forward(TOKEN, 0, &transfer(to, amount))),
+        )
+    };
+    for v in VERSIONS {
+        let l = label(v);
+        let a = Account::new(v, 7);
+        enable(&declared, &a, &grant, pay(5), EnableOpts::default()).await;
+        let ok = session_signed(&a, session_op(&a, 1, through_router(RECIPIENT, 5)), CHAIN);
+        declared
+            .forwards(CHAIN, &ok, &format!("{l}: declared router forwarding transfer(R, 5)"))
+            .await;
+        let bad = session_signed(&a, session_op(&a, 2, through_router(STRANGER, 5)), CHAIN);
+        declared
+            .refuses(
+                CHAIN,
+                &bad,
+                "ConditionFailed",
+                &format!("{l}: declared router forwarding transfer(stranger, 5)"),
+            )
+            .await;
+        let padded_inner = [transfer(RECIPIENT, 5), vec![0xab; 32]].concat();
+        let padded = execute(
+            mode(DELEGATECALL, 0),
+            &delegate(ROUTER, &forward(TOKEN, 0, &padded_inner)),
+        );
+        let padded = session_signed(&a, session_op(&a, 3, padded), CHAIN);
+        declared
+            .refuses(
+                CHAIN,
+                &padded,
+                "InvalidCallData",
+                &format!("{l}: declared router forwarding transfer(R, 5) with 32 extra bytes"),
+            )
+            .await;
+
+        let b = Account::new(v, 8);
+        enable(&undeclared, &b, &grant, pay(5), EnableOpts::default()).await;
+        let op = session_signed(&b, session_op(&b, 1, through_router(RECIPIENT, 5)), CHAIN);
+        undeclared
+            .refuses(
+                CHAIN,
+                &op,
+                "DelegateCallDenied",
+                &format!("{l}: granted router that is not a declared delegate"),
+            )
+            .await;
+
+        let c = sudo_session(&declared, v, 9).await;
+        let op = session_signed(&c, session_op(&c, 1, through_router(RECIPIENT, 5)), CHAIN);
+        declared
+            .refuses(
+                CHAIN,
+                &op,
+                "DelegateCallDenied",
+                &format!("{l}: declared router, but no CallPolicy grants it (sudo session)"),
+            )
+            .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Policies as declared
+// ---------------------------------------------------------------------------------------------
+
+const POLICY_GAPS_ALLOWED: &str = r#"
+[[policies]]
+name = "gaps"
+allow_policy_gaps = true
+"#;
+
+/// A CallPolicy flagged SKIP_USEROP is enforced as declared unless an operator policy allows
+/// the chain's gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_userop_call_policies_are_enforced_as_declared() {
+    let strict = Harness::start(&[CHAIN], "").await;
+    let relaxed = Harness::start(&[CHAIN], POLICY_GAPS_ALLOWED).await;
+    let grant = Grant::of(vec![call_policy(0x0001, vec![transfer_to_recipient_at_most_100()])]);
+    for v in VERSIONS {
+        let l = label(v);
+        for (h, case, gaps_allowed) in [(&strict, 10, false), (&relaxed, 11, true)] {
+            let a = Account::new(v, case);
+            enable(h, &a, &grant, pay(5), EnableOpts::default()).await;
+            let over = session_signed(&a, session_op(&a, 1, pay(500)), CHAIN);
+            if !gaps_allowed {
+                h.refuses(
+                    CHAIN,
+                    &over,
+                    "ConditionFailed",
+                    &format!("{l}: transfer(R, 500) under a SKIP_USEROP CallPolicy (amount <= 100)"),
+                )
+                .await;
+            } else {
+                h.forwards(
+                    CHAIN,
+                    &over,
+                    &format!("{l}: the same violation with allow_policy_gaps = true"),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// GasPolicy as declared: `enforcePaymaster` with paymaster 0 requires some paymaster, and the
+/// budget is charged the op's full cost, paymaster gas included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gas_policies_are_enforced_as_declared() {
+    let h = Harness::start(&[CHAIN], "").await;
+    let gwei: u64 = 1_000_000_000;
+    for v in VERSIONS {
+        let l = label(v);
+
+        // enforcePaymaster = true, allowedPaymaster = 0: the chain enforces nothing.
+        let a = Account::new(v, 12);
+        let sponsored = EnableOpts {
+            paymaster: Some((PAYMASTER, 50_000, 50_000)),
+            ..Default::default()
+        };
+        let grant = Grant::of(vec![gas_policy(10u128.pow(18), true, Address::ZERO)]);
+        enable(&h, &a, &grant, pay(1), sponsored).await;
+        let self_paid = session_signed(&a, session_op(&a, 1, pay(1)), CHAIN);
+        h.refuses(
+            CHAIN,
+            &self_paid,
+            "PaymasterNotAllowed",
+            &format!("{l}: a self-paid op under GasPolicy(enforcePaymaster, paymaster 0)"),
+        )
+        .await;
+        let mut paid = session_op(&a, 2, pay(1));
+        paid.paymaster = Some((PAYMASTER, 50_000, 50_000));
+        h.forwards(
+            CHAIN,
+            &session_signed(&a, paid, CHAIN),
+            &format!("{l}: a sponsored op under the same GasPolicy"),
+        )
+        .await;
+
+        // Budget 1_000_000 gwei; every op's (pvg + vgl + cgl) · maxFee is 250_000 gwei, which the
+        // deploying enable op (self-paid) uses first.
+        let b = Account::new(v, 13);
+        let grant = Grant::of(vec![gas_policy(1_000_000 * u128::from(gwei), false, Address::ZERO)]);
+        enable(&h, &b, &grant, pay(1), EnableOpts::default()).await;
+        let mut small = session_op(&b, 1, pay(1));
+        small.paymaster = Some((PAYMASTER, 10_000, 10_000));
+        h.forwards(
+            CHAIN,
+            &session_signed(&b, small, CHAIN),
+            &format!("{l}: 270_000 gwei of 750_000 left"),
+        )
+        .await;
+        let mut heavy = session_op(&b, 2, pay(1));
+        heavy.paymaster = Some((PAYMASTER, 400_000, 400_000));
+        let heavy = session_signed(&b, heavy, CHAIN);
+        let chain_amount = (heavy.pre_verification_gas + heavy.verification_gas + heavy.call_gas) * heavy.max_fee;
+        assert!(
+            u128::from(chain_amount) < 480_000 * u128::from(gwei),
+            "fits what the chain counts"
+        );
+        h.refuses(
+            CHAIN,
+            &heavy,
+            "GasBudgetExceeded",
+            &format!("{l}: 250_000 gwei as GasPolicy counts it, 1_050_000 gwei with paymaster gas"),
+        )
+        .await;
+
+        // The same budget on a GasPolicy flagged SKIP_USEROP: enforced as declared all the same.
+        let c = Account::new(v, 19);
+        let mut flagged = gas_policy(1_000_000 * u128::from(gwei), false, Address::ZERO);
+        flagged[..2].copy_from_slice(&0x0001u16.to_be_bytes());
+        enable(&h, &c, &Grant::of(vec![flagged]), pay(1), EnableOpts::default()).await;
+        let mut heavy = session_op(&c, 1, pay(1));
+        heavy.paymaster = Some((PAYMASTER, 400_000, 400_000));
+        h.refuses(
+            CHAIN,
+            &session_signed(&c, heavy, CHAIN),
+            "GasBudgetExceeded",
+            &format!("{l}: over the budget of a GasPolicy flagged SKIP_USEROP"),
+        )
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Validation types
+// ---------------------------------------------------------------------------------------------
+
+/// Nonces of an unknown validation type, unknown validators, root ops by someone else than the
+/// owner are refused; the owner's root op is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_types_are_checked() {
+    let h = Harness::start(&[CHAIN], "").await;
+    let stranger = SigningKey::from_slice(&[0x99; 32]).unwrap();
+    for v in VERSIONS {
+        let l = label(v);
+        let a = sudo_session(&h, v, 14).await;
+
+        let mut n = [0u8; 32];
+        n[1] = 0x03;
+        n[2..6].copy_from_slice(&a.pid);
+        let op = Op::new(a.address, nonce(n), pay(1));
+        let sig = sign_191(&a.session, op.hash(CHAIN));
+        let op = op.with_signature([&[0xff][..], &sig].concat());
+        h.refuses(CHAIN, &op, "InvalidNonce", &format!("{l}: nonce validation type 0x03"))
+            .await;
+
+        let mut n = [0u8; 32];
+        n[1] = 0x01;
+        n[2..22].copy_from_slice(UNKNOWN_VALIDATOR.as_slice());
+        let op = Op::new(a.address, nonce(n), pay(1));
+        let sig = sign_191(&a.owner, op.hash(CHAIN));
+        let op = op.with_signature(sig.to_vec());
+        h.refuses(
+            CHAIN,
+            &op,
+            "UnknownValidator",
+            &format!("{l}: validator mode naming a validator never installed"),
+        )
+        .await;
+
+        let validator_op = |seq: u64, key: &SigningKey| {
+            let mut n = [0u8; 32];
+            n[1] = 0x01;
+            n[2..22].copy_from_slice(root_ecdsa_validator(v).as_slice());
+            n[24..].copy_from_slice(&seq.to_be_bytes());
+            let op = Op::new(a.address, nonce(n), pay(1));
+            let sig = sign_191(key, op.hash(CHAIN));
+            op.with_signature(sig.to_vec())
+        };
+        h.refuses(
+            CHAIN,
+            &validator_op(1, &stranger),
+            "InvalidSignature",
+            &format!("{l}: validator mode naming the root ECDSAValidator, signed by a stranger"),
+        )
+        .await;
+        h.forwards(
+            CHAIN,
+            &validator_op(2, &a.owner),
+            &format!("{l}: validator mode naming the root ECDSAValidator, signed by the owner"),
+        )
+        .await;
+
+        let root_op = |seq: u64, key: &SigningKey| {
+            let mut n = [0u8; 32];
+            n[24..].copy_from_slice(&seq.to_be_bytes());
+            let op = Op::new(a.address, nonce(n), pay(1));
+            let sig = sign_191(key, op.hash(CHAIN));
+            op.with_signature(sig.to_vec())
+        };
+        h.refuses(
+            CHAIN,
+            &root_op(1, &stranger),
+            "InvalidSignature",
+            &format!("{l}: a root op signed by a key that is not the owner"),
+        )
+        .await;
+        h.refuses(
+            CHAIN,
+            &root_op(2, &a.session),
+            "InvalidSignature",
+            &format!("{l}: a root op signed by the session key"),
+        )
+        .await;
+        h.forwards(
+            CHAIN,
+            &root_op(3, &a.owner),
+            &format!("{l}: a root op signed by the owner"),
+        )
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Signature forms
+// ---------------------------------------------------------------------------------------------
+
+/// The session key's signature in every form the signer contract accepts is forwarded; a
+/// signature of no such form is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_signatures_in_every_accepted_form() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let l = label(v);
+        let a = sudo_session(&h, v, 15).await;
+        let signed_as = |seq: u64, form: &dyn Fn(&[u8; 65]) -> Vec<u8>| {
+            let op = session_op(&a, seq, pay(1));
+            let sig = sign_191(&a.session, op.hash(CHAIN));
+            op.with_signature([&[0xff][..], &form(&sig)].concat())
+        };
+        h.forwards(
+            CHAIN,
+            &signed_as(1, &|s| s.to_vec()),
+            &format!("{l}: 65-byte signature"),
+        )
+        .await;
+        h.forwards(
+            CHAIN,
+            &signed_as(2, &compact),
+            &format!("{l}: 64-byte EIP-2098 compact signature"),
+        )
+        .await;
+        h.forwards(
+            CHAIN,
+            &signed_as(3, &high_s_twin),
+            &format!("{l}: the high-s twin of the signature"),
+        )
+        .await;
+        let raw = session_op(&a, 4, pay(1));
+        let sig = sign(&a.session, &raw.hash(CHAIN));
+        let raw = raw.with_signature([&[0xff][..], &sig].concat());
+        h.forwards(CHAIN, &raw, &format!("{l}: signature over the raw userOpHash"))
+            .await;
+        h.refuses(
+            CHAIN,
+            &signed_as(5, &|s| [&s[..], &[0x00]].concat()),
+            "InvalidSignature",
+            &format!("{l}: a 66-byte signature"),
+        )
+        .await;
+        let other = SigningKey::from_slice(&[0x98; 32]).unwrap();
+        let forged = session_op(&a, 6, pay(1));
+        let sig = sign_191(&other, forged.hash(CHAIN));
+        let forged = forged.with_signature([&[0xff][..], &sig].concat());
+        h.refuses(
+            CHAIN,
+            &forged,
+            "InvalidSignature",
+            &format!("{l}: signed by another key"),
+        )
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Cross-chain replay
+// ---------------------------------------------------------------------------------------------
+
+const CROSS_CHAIN_ALLOWED: &str = r#"
+[[policies]]
+name = "replays"
+allow_cross_chain_replay = true
+"#;
+
+/// A chain-agnostic op relayed on one chain is refused on the other, unless an operator policy
+/// allows it; sending it again on the first chain is not a replay.
+/// `stores`: the `[store]` tables of the two opgates (strict, relaxed).
+async fn cross_chain_replay(stores: [&str; 2]) {
+    let strict = Harness::start(&[CHAIN, OTHER_CHAIN], stores[0]).await;
+    let relaxed = Harness::start(&[CHAIN, OTHER_CHAIN], &format!("{}\n{CROSS_CHAIN_ALLOWED}", stores[1])).await;
+    for v in [KernelVersion::V3_2, KernelVersion::V3_3] {
+        let l = label(v);
+        for (h, case, allowed) in [(&strict, 16, false), (&relaxed, 17, true)] {
+            let a = Account::new(v, case);
+            let grant = Grant::of(vec![call_policy(0, vec![transfer_to_recipient_at_most_100()])]);
+            // The same approval (chain id 0) enables the session on both chains; the enable ops
+            // differ (another payment), as two chain-agnostic ops that are not replays must.
+            for (chain, amount) in [(CHAIN, 1), (OTHER_CHAIN, 2)] {
+                let o = EnableOpts {
+                    chain,
+                    replayable: true,
+                    ..Default::default()
+                };
+                enable(h, &a, &grant, pay(amount), o).await;
+            }
+            let op = session_op(&a, 1, pay(7));
+            let sig = sign_191(&a.session, op.replayable_hash());
+            let op = op.with_signature([REPLAYABLE_MAGIC.as_slice(), &[0xff], &sig].concat());
+            h.forwards(CHAIN, &op, &format!("{l}: the chain-agnostic op on chain A"))
+                .await;
+            if allowed {
+                h.forwards(
+                    OTHER_CHAIN,
+                    &op,
+                    &format!("{l}: the same op on chain B with allow_cross_chain_replay"),
+                )
+                .await;
+            } else {
+                h.refuses(
+                    OTHER_CHAIN,
+                    &op,
+                    "CrossChainReplay",
+                    &format!("{l}: the same op replayed on chain B"),
+                )
+                .await;
+            }
+            h.forwards(CHAIN, &op, &format!("{l}: the same op sent again on chain A"))
+                .await;
+
+            // The owner's chain-agnostic root op: the same guard.
+            let mut n = [0u8; 32];
+            n[24..].copy_from_slice(&5u64.to_be_bytes());
+            let root = Op::new(a.address, nonce(n), pay(9));
+            let sig = sign_191(&a.owner, root.replayable_hash());
+            let root = root.with_signature([REPLAYABLE_MAGIC.as_slice(), &sig].concat());
+            h.forwards(CHAIN, &root, &format!("{l}: a chain-agnostic root op on chain A"))
+                .await;
+            if allowed {
+                h.forwards(OTHER_CHAIN, &root, &format!("{l}: the root op on chain B, allowed"))
+                    .await;
+            } else {
+                h.refuses(
+                    OTHER_CHAIN,
+                    &root,
+                    "CrossChainReplay",
+                    &format!("{l}: the root op replayed on chain B"),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_agnostic_ops_are_not_replayed_across_chains_in_memory() {
+    cross_chain_replay(["", ""]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_agnostic_ops_are_not_replayed_across_chains_on_redis() {
+    let (strict, relaxed) = (RedisKeys(redis_prefix("replay")), RedisKeys(redis_prefix("replay")));
+    cross_chain_replay([&redis_store(&strict.0), &redis_store(&relaxed.0)]).await;
+}
+
+/// Kernel v3.0 and v3.1 do not know the replayable form: a chain-agnostic enable approval is
+/// refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayable_enable_approvals_need_kernel_3_2() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in [KernelVersion::V3_0, KernelVersion::V3_1] {
+        let a = Account::new(v, 20);
+        let o = EnableOpts {
+            replayable: true,
+            ..Default::default()
+        };
+        let op = enable_op(&a, &Grant::of(vec![sudo()]), pay(1), o);
+        h.refuses(
+            CHAIN,
+            &op,
+            "InvalidSignature",
+            &format!("{}: a replayable enable op", label(v)),
+        )
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Re-enabling a live permission id
+// ---------------------------------------------------------------------------------------------
+
+/// Re-enabling a permission id that is live at the current nonce with other policies: Kernel
+/// v3.0–v3.2 revert (`InvalidNonce`), so opgate refuses it; v3.3 signs `currentNonce + 1` and
+/// installs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_enabling_a_live_permission_id() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in VERSIONS {
+        let l = label(v);
+        let a = sudo_session(&h, v, 18).await;
+        let other = Grant::of(vec![timestamp(0, NOW + 3600)]);
+        let again = |digest_nonce: u32, seq: u64| {
+            let o = EnableOpts {
+                deploy: false,
+                digest_nonce,
+                seq,
+                ..Default::default()
+            };
+            enable_op(&a, &other, pay(2), o)
+        };
+        if v < KernelVersion::V3_3 {
+            h.refuses(
+                CHAIN,
+                &again(1, 1),
+                "InvalidPermission",
+                &format!("{l}: the live id re-enabled with other policies at currentNonce"),
+            )
+            .await;
+        } else {
+            h.refuses(
+                CHAIN,
+                &again(1, 1),
+                "InvalidSignature",
+                &format!("{l}: an approval over currentNonce where v3.3 signs currentNonce + 1"),
+            )
+            .await;
+            h.forwards(
+                CHAIN,
+                &again(2, 2),
+                &format!("{l}: the live id re-enabled with other policies at currentNonce + 1"),
+            )
+            .await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modules of the account that only the registry knows, and replayable signatures on releases
+// that do not strip the prefix
+// ---------------------------------------------------------------------------------------------
+
+/// `onUninstall(bytes)` with empty data: what a module does when the account removes it.
+fn on_uninstall() -> Vec<u8> {
+    [
+        &selector("onUninstall(bytes)")[..],
+        &(Bytes::new(),).abi_encode_params(),
+    ]
+    .concat()
+}
+
+/// A session key calling its own validation's hook contract (a module keyed by the account:
+/// README "privileged calls … hooks"). The enable-mode op is refused; later default-mode ops are
+/// forwarded, because the registry's hook is not among the modules the guard checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_keys_cannot_call_their_own_hook() {
+    let h = Harness::start(&[CHAIN], "").await;
+    let prefixed = |call_data: Vec<u8>| [&EXECUTE_USER_OP[..], &call_data].concat();
+    for v in VERSIONS {
+        let l = label(v);
+        let a = Account::new(v, 50);
+        let grant = Grant {
+            hook: HOOK,
+            ..Grant::of(vec![timestamp(0, NOW + 86_400)])
+        };
+        let in_enable = enable_op(
+            &a,
+            &grant,
+            prefixed(execute_single(HOOK, 0, &on_uninstall())),
+            EnableOpts::default(),
+        );
+        h.refuses(
+            CHAIN,
+            &in_enable,
+            "PrivilegedCallDenied",
+            &format!("{l}: the enable op calling its own hook"),
+        )
+        .await;
+        enable(&h, &a, &grant, prefixed(pay(1)), EnableOpts::default()).await;
+        let op = session_signed(
+            &a,
+            session_op(&a, 1, prefixed(execute_single(HOOK, 0, &on_uninstall()))),
+            CHAIN,
+        );
+        h.refuses(
+            CHAIN,
+            &op,
+            "PrivilegedCallDenied",
+            &format!("{l}: a default-mode op calling its own hook's onUninstall"),
+        )
+        .await;
+    }
+}
+
+/// A session key calling a module another permission of the same account installed (a custom
+/// policy, a hook): README "privileged calls … one of its modules"; `guard::modules` documents
+/// "and those the registry knows" but reads only the account's validators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_keys_cannot_call_modules_of_other_permissions() {
+    let h = Harness::start(&[CHAIN], "").await;
+    let custom_policy = address!("abababababababababababababababababababab");
+    let other_hook = address!("4545454545454545454545454545454545454545");
+    for v in VERSIONS {
+        let l = label(v);
+        let first = Account::new(v, 51);
+        let grant = Grant {
+            hook: other_hook,
+            ..Grant::of(vec![policy(0, custom_policy, b"limits"), sudo()])
+        };
+        let prefixed = [&EXECUTE_USER_OP[..], &pay(1)].concat();
+        enable(&h, &first, &grant, prefixed, EnableOpts::default()).await;
+        let second = first.another_session(52);
+        let o = EnableOpts {
+            deploy: false,
+            ..Default::default()
+        };
+        enable(&h, &second, &Grant::of(vec![sudo()]), pay(1), o).await;
+        for (seq, (what, target)) in [("custom policy", custom_policy), ("hook", other_hook)]
+            .into_iter()
+            .enumerate()
+        {
+            let op = session_signed(
+                &second,
+                session_op(&second, seq as u64 + 1, execute_single(target, 0, &on_uninstall())),
+                CHAIN,
+            );
+            h.refuses(
+                CHAIN,
+                &op,
+                "PrivilegedCallDenied",
+                &format!("{l}: onUninstall on the {what} of another permission of the account"),
+            )
+            .await;
+        }
+    }
+}
+
+/// Kernel v3.0/v3.1 do not strip the replayable magic: they read it as signature bytes, and
+/// validation reverts (a permission: `SignerPrefixNotPresent`; the root ECDSAValidator: a 97-byte
+/// signature). opgate strips it and verifies against the chain-agnostic hash, so it forwards the
+/// op (and charges the replay guard) although the decoder reports the prefix as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayable_ops_need_kernel_3_2() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in [KernelVersion::V3_0, KernelVersion::V3_1] {
+        let l = label(v);
+        let a = sudo_session(&h, v, 53).await;
+        let op = session_op(&a, 1, pay(1));
+        let sig = sign_191(&a.session, op.replayable_hash());
+        let op = op.with_signature([REPLAYABLE_MAGIC.as_slice(), &[0xff], &sig].concat());
+        h.refuses(CHAIN, &op, "InvalidSignature", &format!("{l}: a replayable session op"))
+            .await;
+        let mut n = [0u8; 32];
+        n[31] = 1;
+        let root = Op::new(a.address, nonce(n), pay(1));
+        let sig = sign_191(&a.owner, root.replayable_hash());
+        let root = root.with_signature([REPLAYABLE_MAGIC.as_slice(), &sig].concat());
+        h.refuses(CHAIN, &root, "InvalidSignature", &format!("{l}: a replayable root op"))
+            .await;
+    }
+}
