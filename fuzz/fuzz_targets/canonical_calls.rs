@@ -87,7 +87,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let Ok(d) = decode_calls(&m) else { return };
-    if d.non_canonical.is_some() || d.format != CallDataFormat::KernelExecute || d.call_type != Some(ExecCallType::Batch) {
+    if d.non_canonical.is_some()
+        || d.format != CallDataFormat::KernelExecute
+        || d.call_type != Some(ExecCallType::Batch)
+    {
         return;
     }
     // Accepted as canonical: the executionCalldata the chain reads re-encodes to itself.
