@@ -11,6 +11,11 @@
 //!   `upgradeTo` the release; a root op calling the root ECDSA validator's `onUninstall` /
 //!   `onInstall(owner)` changes the owner.
 //!
+//! A deploying op's `initConfig` self-calls are learned the same way, and so are
+//! `installValidations` (a permission installed by the owner, no selector granted) and
+//! `grantAccess` — called on the account, or reached by delegatecall into a Kernel
+//! implementation as the SDK does on v3.1/v3.2 accounts.
+//!
 //! Lessons are idempotent: learning the same op twice writes the same entries.
 
 use alloy_primitives::{Address, FixedBytes, U256};
@@ -52,11 +57,42 @@ const IMPLEMENTATIONS: [(Address, KernelVersion); 4] = [
     (KERNEL_V3_3_IMPLEMENTATION, KernelVersion::V3_3),
 ];
 
+/// `grantAccess(bytes21,bytes4,bool)` (Kernel v3.3; earlier releases reach it by delegatecall).
+pub const GRANT_ACCESS: [u8; 4] = [0xb9, 0xb8, 0x29, 0x41];
+/// `installValidations(bytes21[],(uint32,address)[],bytes[],bytes[])`.
+pub const INSTALL_VALIDATIONS: [u8; 4] = [0x91, 0x98, 0xbd, 0xf5];
+
+alloy_sol_types::sol! {
+    struct ValidationConfig { uint32 nonce; address hook; }
+    function installValidations(bytes21[] vIds, ValidationConfig[] configs, bytes[] validationData, bytes[] hookData);
+    function grantAccess(bytes21 vId, bytes4 selector, bool allow);
+}
+
 /// One change to what is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lesson {
     /// A permission was uninstalled.
     ForgetPermission(FixedBytes<4>),
+    /// A permission was installed by the owner (no selector granted yet).
+    InstallPermission {
+        /// Its id.
+        pid: FixedBytes<4>,
+        /// Its install data.
+        validator_data: alloy_primitives::Bytes,
+        /// Its hook.
+        hook: Address,
+        /// The nonce it was installed at.
+        nonce: u32,
+    },
+    /// A selector was granted to (or taken from) a permission.
+    Grant {
+        /// The permission.
+        pid: FixedBytes<4>,
+        /// The selector.
+        selector: FixedBytes<4>,
+        /// Granted or revoked.
+        allow: bool,
+    },
 }
 
 /// Learns from an op the upstream accepted.
@@ -73,6 +109,12 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
         info.root_owner = root.and_then(|r| r.owner).or(info.root_owner);
         info.root_validator = root.and_then(|r| r.address).or(info.root_validator);
         info.kernel_version = d.kernel_version.or(info.kernel_version);
+        // `initConfig`: self-calls the account makes right after `initialize` (v3.1+).
+        for call in &d.init_config {
+            if let Ok(calls) = crate::decode::decode_calls(call) {
+                route(&calls, call, sender, &mut info, &mut lessons);
+            }
+        }
     }
     if p.op
         .eip7702_auth()
@@ -88,17 +130,7 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
                 learn_permission(gate, p, k).await;
                 if let (Some(permission), Some(enable)) = (&k.permission, &k.enable) {
                     let hook = Some(enable.data.hook).filter(|h| *h > Address::with_last_byte(1));
-                    let installed = permission
-                        .policies
-                        .iter()
-                        .map(|p| p.address)
-                        .chain([permission.signer.contract])
-                        .chain(hook);
-                    for m in installed {
-                        if !crate::policy::guard::KNOWN_MODULES.contains(&m) && !info.modules.contains(&m) {
-                            info.modules.push(m);
-                        }
-                    }
+                    add_modules(&mut info, permission, hook);
                 }
             }
             (ValidationMode::Enable, ValidationType::Validator) => {
@@ -117,6 +149,43 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
     }
     for lesson in lessons {
         match lesson {
+            Lesson::InstallPermission {
+                pid,
+                validator_data,
+                hook,
+                nonce,
+            } => {
+                let stored = StoredPermission {
+                    validator_data,
+                    selectors: Vec::new(),
+                    source: Source::Owner,
+                    learned_at: p.now,
+                    hook: Some(hook),
+                    enable_nonce: Some(nonce),
+                    uninstalled: false,
+                };
+                match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
+                    Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission installed by the owner"),
+                    Err(e) => gate.store_error("registry", &e),
+                }
+            }
+            Lesson::Grant { pid, selector, allow } => {
+                let mut stored = match gate.registry.permission(p.chain_id, sender, pid).await {
+                    Ok(Some(known)) => known.stored.clone(),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        gate.store_error("registry", &e);
+                        continue;
+                    }
+                };
+                stored.selectors.retain(|s| *s != selector);
+                if allow {
+                    stored.selectors.push(selector);
+                }
+                if let Err(e) = gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
+                    gate.store_error("registry", &e);
+                }
+            }
             Lesson::ForgetPermission(pid) => {
                 let tombstone = match gate.registry.permission(p.chain_id, sender, pid).await {
                     Ok(Some(known)) => StoredPermission {
@@ -134,6 +203,21 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
                     Err(e) => gate.store_error("registry", &e),
                 }
             }
+        }
+    }
+}
+
+/// Records a permission's non-canonical modules (policies, signer, hook) on its account.
+fn add_modules(info: &mut AccountInfo, permission: &crate::decode::Permission, hook: Option<Address>) {
+    let installed = permission
+        .policies
+        .iter()
+        .map(|p| p.address)
+        .chain([permission.signer.contract])
+        .chain(hook);
+    for m in installed {
+        if !crate::policy::guard::KNOWN_MODULES.contains(&m) && !info.modules.contains(&m) {
+            info.modules.push(m);
         }
     }
 }
@@ -173,7 +257,19 @@ fn owner_calls(
     info: &mut AccountInfo,
     lessons: &mut Vec<Lesson>,
 ) {
-    let Some(calls) = &k.calls else { return };
+    if let Some(calls) = &k.calls {
+        route(calls, call_data, sender, info, lessons);
+    }
+}
+
+/// The account functions `calls` (decoded from `call_data`) reach.
+fn route(
+    calls: &crate::decode::DecodedCalls,
+    call_data: &[u8],
+    sender: Address,
+    info: &mut AccountInfo,
+    lessons: &mut Vec<Lesson>,
+) {
     if calls.format == CallDataFormat::Unknown {
         apply(call_data, info, lessons);
     }
@@ -182,6 +278,12 @@ fn owner_calls(
             apply(&c.data, info, lessons);
         } else if Some(c.target) == info.root_validator {
             root_module(&c.data, info);
+        } else if c.call_type == crate::decode::CallKind::DelegateCall
+            && IMPLEMENTATIONS.iter().any(|(a, _)| *a == c.target)
+        {
+            // A Kernel implementation delegatecalled runs its function on the account's storage
+            // (how the SDK reaches `grantAccess` on v3.1/v3.2 accounts).
+            apply(&c.data, info, lessons);
         }
     }
 }
@@ -271,6 +373,51 @@ fn apply(data: &[u8], info: &mut AccountInfo, lessons: &mut Vec<Lesson>) {
                 info.root_owner = None;
             }
         }
+        INSTALL_VALIDATIONS => {
+            use alloy_sol_types::SolCall;
+            let Ok(call) = installValidationsCall::abi_decode(data) else {
+                return;
+            };
+            let n = call.vIds.len().min(call.configs.len()).min(call.validationData.len());
+            for i in 0..n {
+                let vid = call.vIds[i];
+                let config = &call.configs[i];
+                match vid[0] {
+                    0x02 => {
+                        let validator_data = call.validationData[i].clone();
+                        if let Ok(permission) = crate::decode::decode_permission_data(&validator_data) {
+                            let hook = Some(config.hook).filter(|h| *h > Address::with_last_byte(1));
+                            add_modules(info, &permission, hook);
+                        }
+                        lessons.push(Lesson::InstallPermission {
+                            pid: FixedBytes::from_slice(&vid[1..5]),
+                            validator_data,
+                            hook: config.hook,
+                            nonce: config.nonce,
+                        });
+                    }
+                    0x01 => {
+                        let v = Address::from_slice(&vid[1..21]);
+                        if !info.has_validator(v) {
+                            info.validators.push(v);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        GRANT_ACCESS => {
+            use alloy_sol_types::SolCall;
+            if let Ok(call) = grantAccessCall::abi_decode(data) {
+                if call.vId[0] == 0x02 {
+                    lessons.push(Lesson::Grant {
+                        pid: FixedBytes::from_slice(&call.vId[1..5]),
+                        selector: call.selector,
+                        allow: call.allow,
+                    });
+                }
+            }
+        }
         UPGRADE_TO => {
             if let Some(imp) = address(data, 0) {
                 info.kernel_version = IMPLEMENTATIONS.iter().find(|(a, _)| *a == imp).map(|(_, v)| *v);
@@ -324,6 +471,56 @@ mod tests {
             &mut lessons,
         );
         assert!(!info.has_validator(Address::with_last_byte(0x42)));
+        // installValidations (a permission and a validator) and grantAccess, as initConfig sends them.
+        use alloy_sol_types::SolCall;
+        let mut pvid = [0u8; 21];
+        pvid[0] = 2;
+        pvid[1..5].copy_from_slice(&[1, 2, 3, 4]);
+        let mut vvid = [0u8; 21];
+        vvid[0] = 1;
+        vvid[20] = 0x77;
+        let install = installValidationsCall {
+            vIds: vec![FixedBytes(pvid), FixedBytes(vvid)],
+            configs: vec![
+                ValidationConfig {
+                    nonce: 1,
+                    hook: Address::with_last_byte(1),
+                },
+                ValidationConfig {
+                    nonce: 1,
+                    hook: Address::with_last_byte(1),
+                },
+            ],
+            validationData: vec![vec![0xaa; 3].into(), vec![].into()],
+            hookData: vec![vec![].into(), vec![].into()],
+        }
+        .abi_encode();
+        let grant = grantAccessCall {
+            vId: FixedBytes(pvid),
+            selector: FixedBytes([0xe9, 0xae, 0x5c, 0x53]),
+            allow: true,
+        }
+        .abi_encode();
+        let mut lessons = Vec::new();
+        apply(&install, &mut info, &mut lessons);
+        apply(&grant, &mut info, &mut lessons);
+        assert_eq!(
+            lessons,
+            vec![
+                Lesson::InstallPermission {
+                    pid: FixedBytes([1, 2, 3, 4]),
+                    validator_data: vec![0xaa; 3].into(),
+                    hook: Address::with_last_byte(1),
+                    nonce: 1,
+                },
+                Lesson::Grant {
+                    pid: FixedBytes([1, 2, 3, 4]),
+                    selector: FixedBytes([0xe9, 0xae, 0x5c, 0x53]),
+                    allow: true,
+                },
+            ]
+        );
+        assert!(info.has_validator(Address::with_last_byte(0x77)));
         let mut imp = [0u8; 32];
         imp[12..].copy_from_slice(KERNEL_V3_3_IMPLEMENTATION.as_slice());
         apply(&call(UPGRADE_TO, &[imp]), &mut info, &mut lessons);

@@ -37,6 +37,9 @@ pub enum Source {
     Enable,
     /// Registered through the admin API.
     Operator,
+    /// Installed by an owner op the upstream accepted (`installValidations`, directly or in a
+    /// deploying op's `initConfig`).
+    Owner,
 }
 
 /// A permission as stored.

@@ -375,6 +375,11 @@ impl Account {
 
     /// `deployWithFactory(kernelFactory, initialize(0x01 ‖ ECDSAValidator, 0, owner, "", [[]]), 0)`.
     fn factory_data(&self) -> Bytes {
+        self.factory_data_with(Vec::new())
+    }
+
+    /// [`Account::factory_data`] with `initConfig` self-calls (v3.1+).
+    fn factory_data_with(&self, init_config: Vec<Bytes>) -> Bytes {
         let mut root = [0u8; 21];
         root[0] = 0x01;
         root[1..].copy_from_slice(root_ecdsa_validator(self.version).as_slice());
@@ -384,7 +389,7 @@ impl Account {
             let args = (root, Address::ZERO, owner, Bytes::new()).abi_encode_params();
             [&selector("initialize(bytes21,address,bytes,bytes)")[..], &args].concat()
         } else {
-            let args = (root, Address::ZERO, owner, Bytes::new(), Vec::<Bytes>::new()).abi_encode_params();
+            let args = (root, Address::ZERO, owner, Bytes::new(), init_config).abi_encode_params();
             [&selector("initialize(bytes21,address,bytes,bytes,bytes[])")[..], &args].concat()
         };
         let args = (kernel_factory(self.version), Bytes::from(initialize), B256::ZERO).abi_encode_params();
@@ -1723,5 +1728,67 @@ async fn replayable_ops_need_kernel_3_2() {
         let root = root.with_signature([REPLAYABLE_MAGIC.as_slice(), &sig].concat());
         h.refuses(CHAIN, &root, "InvalidSignature", &format!("{l}: a replayable root op"))
             .await;
+    }
+}
+
+/// A permission pre-installed by the deploying op's `initConfig` — `installValidations` plus the
+/// `execute` grant (`grantAccess`, reached by delegatecall into the v3.3 implementation before
+/// v3.3, as the SDK's `toInitConfig` does) — is learned when the owner's op is accepted, and its
+/// policies then hold for the session's default-mode ops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_installed_by_init_config_are_enforced() {
+    let h = Harness::start(&[CHAIN], "").await;
+    for v in [KernelVersion::V3_1, KernelVersion::V3_2, KernelVersion::V3_3] {
+        let l = label(v);
+        let a = Account::new(v, 40);
+        let grant = Grant::of(vec![call_policy(0, vec![transfer_to_recipient_at_most_100()])]);
+        let install = [
+            &selector("installValidations(bytes21[],(uint32,address)[],bytes[],bytes[])")[..],
+            &(
+                vec![a.validation_id()],
+                vec![(1u32, Address::with_last_byte(1))],
+                vec![grant.validator_data(a.session_address())],
+                vec![Bytes::new()],
+            )
+                .abi_encode_params(),
+        ]
+        .concat();
+        let grant_access = [
+            &selector("grantAccess(bytes21,bytes4,bool)")[..],
+            &(a.validation_id(), FixedBytes(execute_selector()), true).abi_encode_params(),
+        ]
+        .concat();
+        let grant_call = if v == KernelVersion::V3_3 {
+            grant_access
+        } else {
+            let implementation = address!("d6CEDDe84be40893d153Be9d467CD6aD37875b28");
+            execute(mode(DELEGATECALL, 0), &delegate(implementation, &grant_access))
+        };
+        let mut deploy = Op::new(a.address, nonce([0u8; 32]), pay(1));
+        deploy.factory_data = Some(a.factory_data_with(vec![install.into(), grant_call.into()]));
+        let sig = sign_191(&a.owner, deploy.hash(CHAIN));
+        let deploy = deploy.with_signature(sig.to_vec());
+        h.forwards(
+            CHAIN,
+            &deploy,
+            &format!("{l}: the owner's deploying op with initConfig"),
+        )
+        .await;
+
+        let ok = session_signed(&a, session_op(&a, 0, pay(5)), CHAIN);
+        h.forwards(CHAIN, &ok, &format!("{l}: a call the pre-installed CallPolicy allows"))
+            .await;
+        let stranger = session_signed(
+            &a,
+            session_op(&a, 1, execute_single(TOKEN, 0, &transfer(STRANGER, 5))),
+            CHAIN,
+        );
+        h.refuses(
+            CHAIN,
+            &stranger,
+            "ConditionFailed",
+            &format!("{l}: a call the pre-installed CallPolicy refuses"),
+        )
+        .await;
     }
 }
