@@ -408,8 +408,10 @@ pub fn replay_counter(chain_agnostic_hash: alloy_primitives::B256) -> String {
     format!("replay:{chain_agnostic_hash}")
 }
 
-/// On Kernel v3.0–v3.2, enabling a permission id whose validation is live at the account's
-/// current nonce reverts (`InvalidNonce`): the op cannot validate.
+/// Enabling a permission id that is live on the account: refused with another signer or other
+/// policies (every release), and on Kernel v3.0–v3.2 at the account's current nonce, which
+/// reverts (`InvalidNonce`). After the owner uninstalled the id, its old approval sent again is
+/// refused and a fresh one forwarded; after `invalidateNonce`, a re-issue is forwarded.
 fn reinstall(ctx: &OpContext<'_>, k: &KernelDecoded) -> Result<(), Rejection> {
     let Some(prev) = ctx.previous else {
         return Ok(());
@@ -435,6 +437,28 @@ fn reinstall(ctx: &OpContext<'_>, k: &KernelDecoded) -> Result<(), Rejection> {
             ));
         }
         return Ok(());
+    }
+    let valid_from = ctx.account.and_then(|a| a.valid_nonce_from);
+    if let (Some(installed), Some(from)) = (prev.stored.enable_nonce, valid_from) {
+        if installed < from {
+            // The owner's invalidateNonce killed it: re-issuing the id at the new nonce is theirs.
+            return Ok(());
+        }
+    }
+    if enable.is_some_and(|e| e.data.validator_data != prev.stored.validator_data) {
+        // A live id re-enabled with another signer or other policies: on v3.0–v3.2 the chain
+        // refuses it; on v3.3 the re-install reaches modules that still hold the old session's
+        // state. Either way the owner uninstalls (or invalidates) first.
+        return Err(Rejection::new(
+            Reason::InvalidPermission,
+            SESSION,
+            "enable.reinstall",
+            format!(
+                "permission {} is installed on the account with another signer or other policies; a live \
+                 permission id is not re-issued until the owner uninstalls it or invalidates its nonce",
+                ctx.permission_id().unwrap_or_default()
+            ),
+        ));
     }
     if version.is_some_and(|v| v < KernelVersion::V3_3) && prev.stored.enable_nonce == Some(current) {
         return Err(Rejection::new(

@@ -1561,9 +1561,9 @@ async fn replayable_enable_approvals_need_kernel_3_2() {
 // 10. Re-enabling a live permission id
 // ---------------------------------------------------------------------------------------------
 
-/// Re-enabling a permission id that is live at the current nonce with other policies: Kernel
-/// v3.0–v3.2 revert (`InvalidNonce`), so opgate refuses it; v3.3 signs `currentNonce + 1` and
-/// installs it.
+/// Re-enabling a permission id that is live with other policies is refused on every release:
+/// Kernel v3.0–v3.2 revert (`InvalidNonce`); v3.3 (whose approval signs `currentNonce + 1`) would
+/// install it onto modules that still hold the live session's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn re_enabling_a_live_permission_id() {
     let h = Harness::start(&[CHAIN], "").await;
@@ -1596,9 +1596,11 @@ async fn re_enabling_a_live_permission_id() {
                 &format!("{l}: an approval over currentNonce where v3.3 signs currentNonce + 1"),
             )
             .await;
-            h.forwards(
+            // v3.3 would let it through, onto modules that still hold the live session's state.
+            h.refuses(
                 CHAIN,
                 &again(2, 2),
+                "InvalidPermission",
                 &format!("{l}: the live id re-enabled with other policies at currentNonce + 1"),
             )
             .await;
