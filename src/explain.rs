@@ -176,6 +176,10 @@ pub struct DecodedOp {
     pub account: &'static str,
     /// The calls, whatever the account kind.
     pub calls: Vec<CallView>,
+    /// Why the call data is not what the canonical ABI encoder writes, when it is not (opgate
+    /// refuses it: `InvalidCallData`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_canonical: Option<String>,
     /// Kernel details, or `null` for other accounts.
     pub kernel: Option<KernelView>,
     /// The full decoder output, for debugging.
@@ -306,6 +310,7 @@ pub fn decode_op_known(
         sender: addr(op.sender()),
         user_op_hash: user_op_hash.map(|h: B256| hex_lower(h)),
         account,
+        non_canonical: k.calls.as_ref().and_then(|c| c.non_canonical.clone()),
         calls,
         kernel,
         detail: Some(k),

@@ -14,7 +14,8 @@ use super::words::word_at;
 use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection, Settings};
 use crate::config::{OnError, Relaxations};
 use crate::decode::calls::{ExecCallType, EXECUTE_USER_OP, KERNEL_EXECUTE};
-use crate::decode::ecdsa::{recover, recover_eip191};
+use crate::decode::ecdsa::{matching_scheme, recover, recover_eip191};
+use crate::decode::enable::{enable_digest, EnableDomain};
 use crate::decode::init::{RootKind, ECDSA_VALIDATOR, ECDSA_VALIDATOR_V3_0};
 use crate::decode::kernel::REPLAYABLE_PREFIX;
 use crate::decode::multichain::{approver, MultiChainSignature, MULTICHAIN_ECDSA_VALIDATOR};
@@ -101,7 +102,7 @@ pub(crate) fn evaluate(
         plan_replay_guard(ctx, settings, ev);
     }
     if n.mode == ValidationMode::Enable {
-        enable_approval(k, ev)?;
+        enable_approval(ctx, k, ev)?;
     }
     match n.validation_type {
         ValidationType::Root => return root(ctx, k, ev),
@@ -689,7 +690,25 @@ fn inner_calls(ctx: &OpContext<'_>, version: &str, perms: &[CallPermission], rul
     Ok(())
 }
 
-fn enable_approval(k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejection> {
+/// When an approval does not verify at the account's current nonce: the earlier nonce (if any,
+/// at most 16 back) whose digest the owner did sign — an approval made stale by `invalidateNonce`.
+fn stale_nonce(ctx: &OpContext<'_>, k: &KernelDecoded) -> Option<u32> {
+    let e = k.enable.as_ref()?;
+    let (version, vid, current) = (e.kernel_version?, e.validation_id?, e.digest_nonce?);
+    let owner = ctx.account.and_then(|a| a.root_owner)?;
+    let chain_id = if e.data.replayable { 0 } else { ctx.chain_id };
+    let domain = EnableDomain {
+        account: ctx.sender(),
+        chain_id,
+        version,
+    };
+    (current.saturating_sub(16)..current).rev().find(|n| {
+        let digest = enable_digest(&domain, vid, *n, &e.data);
+        matching_scheme(&digest, &e.data.enable_sig, owner).is_some()
+    })
+}
+
+fn enable_approval(ctx: &OpContext<'_>, k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejection> {
     let Some(e) = &k.enable else {
         let why = k
             .errors
@@ -717,12 +736,17 @@ fn enable_approval(k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejecti
             Reason::InvalidSignature,
             SESSION,
             "enable.signature",
-            match e.approver {
-                Some(a) => format!(
+            match (e.approver, stale_nonce(ctx, k)) {
+                (Some(_), Some(n)) => format!(
+                    "the approval is stale: the owner signed it for nonce {n}, and the account's currentNonce \
+                     has moved to {} (invalidateNonce), which revoked it",
+                    e.digest_nonce.unwrap_or_default()
+                ),
+                (Some(a), None) => format!(
                     "the enable data is not signed by the account's root validator owner (recovered {})",
                     hex_addr(a)
                 ),
-                None => format!(
+                (None, _) => format!(
                     "the enable signature cannot be recovered: {}",
                     k.errors
                         .iter()

@@ -189,7 +189,8 @@ async fn adversarial_vectors_get_the_careful_answer_on_redis() {
 
 /// After the owner uninstalls a permission, the old enable approval of that permission is the
 /// revoked key trying to come back: refused as `Revoked`, while the owner's fresh approval of the
-/// same id (`owner-reenables-pid-same-nonce`) is forwarded.
+/// same id (`owner-reenables-pid-same-nonce`) is forwarded; once the owner invalidates the nonce,
+/// the old approval is refused as stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uninstalled_permissions_old_approval_is_refused() {
     let index = adversarial("index");
@@ -220,4 +221,19 @@ async fn an_uninstalled_permissions_old_approval_is_refused() {
     // The owner's fresh approval of the same id is forwarded.
     let fresh = r.send(&adversarial("owner-reenables-pid-same-nonce")).await;
     assert!(fresh.relayed, "{}", fresh.got);
+    // Once the owner moved the nonce, the old approval is stale, and named so.
+    let moved = r.send(&adversarial("pid-1-owner-invalidates-nonce")).await;
+    assert!(moved.relayed, "{}", moved.got);
+    let stale = r.send(&v).await;
+    assert!(!stale.relayed, "{}", stale.got);
+    let data = &stale.got["error"]["data"];
+    assert_eq!(data["reason"], "InvalidSignature", "{}", stale.got);
+    assert!(
+        data["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stale: the owner signed it for nonce 1"),
+        "{}",
+        stale.got
+    );
 }
