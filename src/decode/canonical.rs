@@ -284,8 +284,8 @@ pub fn check_params(types: &[AbiType], data: &[u8], trailing: Trailing) -> Resul
     Ok(end)
 }
 
-/// Checks a single encoded value of type `ty` starting at 0 (`abi.encode(value)` of one dynamic
-/// value is the tuple `(ty)`; use [`check_params`] for that).
+/// Walks bytes in the canonical layout, each part starting where the previous one ended.
+/// (`abi.encode(value)` of one dynamic value is the tuple `(T)`: check it with [`check_params`].)
 struct Walker<'a> {
     buf: &'a [u8],
 }
@@ -335,6 +335,26 @@ impl Walker<'_> {
         Ok(tail)
     }
 
+    /// The length word at `at` of items of `unit` bytes each, and where they start; a length the
+    /// bytes that follow cannot hold is a defect.
+    fn length(&self, at: usize, unit: usize, what: &str) -> Result<(usize, usize), Defect> {
+        let w = self.word(at, what)?;
+        let start = at + 32;
+        let available = self.buf.len() - start;
+        word_usize(w)
+            .filter(|n| n.checked_mul(unit).is_some_and(|s| s <= available))
+            .map(|n| (n, start))
+            .ok_or_else(|| {
+                defect(
+                    at,
+                    format!(
+                        "{what}: length {} exceeds the {available} bytes that follow",
+                        word_text(w)
+                    ),
+                )
+            })
+    }
+
     /// The value of type `t` encoded at `at`; returns the end of its encoding.
     fn value(&self, t: &AbiType, at: usize, what: &str) -> Result<usize, Defect> {
         match t {
@@ -377,18 +397,7 @@ impl Walker<'_> {
                 Ok(at + 32)
             }
             AbiType::Bytes => {
-                let w = self.word(at, what)?;
-                let start = at + 32;
-                let available = self.buf.len() - start;
-                let len = word_usize(w).filter(|n| *n <= available).ok_or_else(|| {
-                    defect(
-                        at,
-                        format!(
-                            "{what}: length {} exceeds the {available} bytes that follow",
-                            word_text(w)
-                        ),
-                    )
-                })?;
+                let (len, start) = self.length(at, 1, what)?;
                 let padded = len.div_ceil(32) * 32;
                 let end = start + len;
                 let Some(pad) = self.buf.get(end..start + padded) else {
@@ -400,22 +409,9 @@ impl Walker<'_> {
                 Ok(start + padded)
             }
             AbiType::Array(t) => {
-                let w = self.word(at, what)?;
-                let start = at + 32;
-                let available = self.buf.len() - start;
-                // Every element takes at least one word of head: a length the bytes that follow
-                // cannot hold is refused before any element is read.
-                let n = word_usize(w)
-                    .filter(|n| n.checked_mul(t.head_size()).is_some_and(|s| s <= available))
-                    .ok_or_else(|| {
-                        defect(
-                            at,
-                            format!(
-                                "{what}: length {} exceeds the {available} bytes that follow",
-                                word_text(w)
-                            ),
-                        )
-                    })?;
+                // Every element takes at least its head: a length the bytes that follow cannot
+                // hold is refused before any element is read.
+                let (n, start) = self.length(at, t.head_size(), what)?;
                 self.tuple(std::iter::repeat_n(t.as_ref(), n), start, what)
             }
             AbiType::FixedArray(t, n) if t.is_dynamic() => self.tuple(std::iter::repeat_n(t.as_ref(), *n), at, what),
