@@ -248,7 +248,12 @@ impl Admin {
 }
 
 /// Serves the admin API until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    clients: Arc<crate::listener::Clients>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let handle = move |req| {
         let admin = admin.clone();
         async move {
@@ -262,5 +267,5 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std:
             resp
         }
     };
-    crate::telemetry::serve_side(listener, "admin", handle, shutdown).await;
+    crate::telemetry::serve_side(listener, "admin", clients, handle, shutdown).await;
 }

@@ -154,7 +154,13 @@ impl App {
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = metrics_listener.map(|l| {
             let metrics = self.metrics.clone();
-            tokio::spawn(telemetry::serve_metrics(l, metrics, metrics_stopped.map(|_| ())))
+            let limits = self.config.server.client_limits();
+            tokio::spawn(telemetry::serve_metrics(
+                l,
+                metrics,
+                limits,
+                metrics_stopped.map(|_| ()),
+            ))
         });
         if let Ok(addr) = listener.local_addr() {
             let chains: Vec<&str> = self.chains.iter().map(|c| c.label.as_str()).collect();
@@ -171,7 +177,16 @@ impl App {
                 if let Ok(addr) = l.local_addr() {
                     tracing::info!(%addr, "admin API listening");
                 }
-                Some(tokio::spawn(crate::admin::serve(l, admin, admin_stopped.map(|_| ()))))
+                let clients = crate::listener::Clients::new(
+                    self.config.server.client_limits(),
+                    self.metrics.connections_closed(),
+                );
+                Some(tokio::spawn(crate::admin::serve(
+                    l,
+                    admin,
+                    clients,
+                    admin_stopped.map(|_| ()),
+                )))
             }
             (Some(_), None) => {
                 tracing::warn!("admin listener given without [admin] token: admin API disabled");

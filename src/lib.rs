@@ -9,6 +9,8 @@
 //! - [`config`]: TOML → raw serde types → validated configuration; units and `${ENV}` expansion.
 //! - [`chain`]: what opgate holds per served chain.
 //! - [`rpc`]: HTTP server, per-chain routing, the per-call gateway, handlers, JSON-RPC error codes.
+//! - [`listener`]: the client side of every listener — per-address and total connection caps,
+//!   head and idle timeouts.
 //! - [`relay`]: upstream bundlers — HTTP client, failover, the no-second-send rule.
 //! - [`outbound`]: the HTTP(S) client the relay and the simulator share (rustls, trusted roots).
 //! - [`pipeline`]: the life of an `eth_sendUserOperation`.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod decode;
 pub mod explain;
 pub mod learn;
+pub mod listener;
 pub mod outbound;
 pub mod pipeline;
 pub mod policy;

@@ -116,8 +116,26 @@ pub struct ServerConfig {
     pub max_batch: u32,
     /// Most concurrent client connections.
     pub max_connections: u32,
+    /// Most concurrent client connections from one client address.
+    pub max_connections_per_address: u32,
+    /// Time to receive a request head, from the accept or from a kept-alive request's first byte.
+    pub head_timeout: Duration,
+    /// Keep-alive idle time between requests.
+    pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// The client-side limits every listener applies.
+    pub fn client_limits(&self) -> crate::listener::ClientLimits {
+        crate::listener::ClientLimits {
+            head_timeout: self.head_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections as usize,
+            per_address: self.max_connections_per_address as usize,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -129,6 +147,9 @@ impl Default for ServerConfig {
             max_response_body_bytes: 10 << 20,
             max_batch: 100,
             max_connections: 1024,
+            max_connections_per_address: 64,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -402,7 +423,7 @@ impl Config {
             }
         };
 
-        let server = ServerConfig {
+        let mut server = ServerConfig {
             listen: match ov.listen {
                 Some(a) => a,
                 None => addr("server.listen", &s.listen, defaults.listen)?,
@@ -423,8 +444,24 @@ impl Config {
             )?,
             max_batch: positive("server.max_batch", s.max_batch, defaults.max_batch)?,
             max_connections: positive("server.max_connections", s.max_connections, defaults.max_connections)?,
+            max_connections_per_address: positive(
+                "server.max_connections_per_address",
+                s.max_connections_per_address,
+                defaults.max_connections_per_address,
+            )?,
+            head_timeout: duration("server.head_timeout", &s.head_timeout, defaults.head_timeout)?,
+            idle_timeout: duration("server.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace, defaults.shutdown_grace)?,
         };
+        if server.max_connections_per_address > server.max_connections {
+            if s.max_connections_per_address.is_some() {
+                return Err(invalid(
+                    "server.max_connections_per_address",
+                    format!("must not exceed server.max_connections ({})", server.max_connections),
+                ));
+            }
+            server.max_connections_per_address = server.max_connections;
+        }
 
         let log_format = match (ov.log_format, &raw.log.format) {
             (Some(f), _) => f,

@@ -169,6 +169,9 @@ pub(crate) struct RawServer {
     pub(crate) max_response_body: Option<String>,
     pub(crate) max_batch: Option<u32>,
     pub(crate) max_connections: Option<u32>,
+    pub(crate) max_connections_per_address: Option<u32>,
+    pub(crate) head_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
     pub(crate) shutdown_grace: Option<String>,
 }
 

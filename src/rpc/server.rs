@@ -12,7 +12,6 @@ use jsonrpsee::server::{stop_channel, ServerHandle};
 use jsonrpsee::server::{BatchRequestConfig, HttpBody, HttpResponse, Server, ServerConfig as RpcConfig};
 use prometheus::{IntCounter, IntGauge};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceExt};
 
@@ -20,6 +19,7 @@ use super::gateway::Gateway;
 use super::handlers;
 use crate::chain::Chain;
 use crate::config::ServerConfig;
+use crate::listener::{Busy, Clients};
 use crate::telemetry::Metrics;
 
 type ChainService = BoxCloneSyncService<http::Request<Incoming>, HttpResponse, BoxError>;
@@ -45,7 +45,7 @@ struct Routes {
 /// The JSON-RPC HTTP server: a function of a bound listener and a shutdown future.
 pub struct RpcServer {
     routes: Arc<Routes>,
-    max_connections: usize,
+    clients: Arc<Clients>,
     shutdown_grace: Duration,
     connections_active: IntGauge,
     connections_rejected: IntCounter,
@@ -95,7 +95,7 @@ impl RpcServer {
         let (connections_active, connections_rejected) = metrics.connections();
         Ok(Self {
             routes: Arc::new(Routes { by_id, single, chains }),
-            max_connections: cfg.max_connections as usize,
+            clients: Clients::new(cfg.client_limits(), metrics.connections_closed()),
             shutdown_grace: cfg.shutdown_grace,
             connections_active,
             connections_rejected,
@@ -107,7 +107,10 @@ impl RpcServer {
     /// up to the configured grace period, and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
-        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let (sweep_stop, sweep_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn(self.clients.clone().sweep(async move {
+            let _ = sweep_stopped.await;
+        }));
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -122,27 +125,30 @@ impl RpcServer {
                     }
                 },
             };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                self.connections_rejected.inc();
-                tracing::debug!(%peer, "connection limit reached; closing");
-                drop(stream);
-                continue;
+            let admitted = match self.clients.admit(peer) {
+                Ok(a) => a,
+                Err(why) => {
+                    self.connections_rejected.inc();
+                    tracing::debug!(%peer, reason = why.as_str(), "connection refused; closing");
+                    drop(stream);
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let routes = self.routes.clone();
-            let service = hyper::service::service_fn(move |req| route(routes.clone(), req));
+            let requests = admitted.requests();
+            let service = hyper::service::service_fn(move |req| route_busy(routes.clone(), req, requests.busy()));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.keep_alive(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = builder.serve_connection(TokioIo::new(admitted.watch(stream)), service);
             let watched = graceful.watch(connection);
             let active = self.connections_active.clone();
             active.inc();
             tokio::spawn(async move {
-                if let Err(e) = watched.await {
+                if let Some(Err(e)) = admitted.run(watched).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 active.dec();
-                drop(permit);
             });
         }
         drop(listener);
@@ -157,6 +163,8 @@ impl RpcServer {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
         let _ = self.stop.stop();
+        let _ = sweep_stop.send(());
+        let _ = sweeper.await;
     }
 }
 
@@ -166,6 +174,13 @@ fn text(status: u16, body: &'static str) -> HttpResponse {
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(HttpBody::from(body))
         .expect("static response parts are valid")
+}
+
+/// [`route`], with the connection marked busy until the answer is ready.
+async fn route_busy(routes: Arc<Routes>, req: http::Request<Incoming>, busy: Busy) -> Result<HttpResponse, BoxError> {
+    let answer = route(routes, req).await;
+    drop(busy);
+    answer
 }
 
 async fn route(routes: Arc<Routes>, req: http::Request<Incoming>) -> Result<HttpResponse, BoxError> {

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::Clients;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -182,6 +183,7 @@ pub struct Metrics {
     failovers: IntCounterVec,
     connections_active: IntGauge,
     connections_rejected: IntCounter,
+    connections_closed: Vec<IntCounter>,
     decisions: DecisionMetrics,
 }
 
@@ -377,6 +379,22 @@ impl Metrics {
             )
             .expect("valid"),
         );
+        let closed = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "connections_closed_total",
+                    "Client connections opgate closed or refused, by reason (head_timeout, idle_timeout, \
+                     body_timeout, per_address_limit, max_connections)",
+                ),
+                &["reason"],
+            )
+            .expect("valid"),
+        );
+        let connections_closed = crate::listener::CloseReason::ALL
+            .iter()
+            .map(|r| closed.with_label_values(&[r.as_str()]))
+            .collect();
         let build_info = registered(
             &registry,
             IntGaugeVec::new(
@@ -471,6 +489,7 @@ impl Metrics {
             failovers,
             connections_active,
             connections_rejected,
+            connections_closed,
             decisions,
         }
     }
@@ -529,6 +548,11 @@ impl Metrics {
     /// Connection gauge and rejection counter.
     pub fn connections(&self) -> (IntGauge, IntCounter) {
         (self.connections_active.clone(), self.connections_rejected.clone())
+    }
+
+    /// `connections_closed_total`, one counter per [`crate::listener::CloseReason`] in `ALL` order.
+    pub fn connections_closed(&self) -> Vec<IntCounter> {
+        self.connections_closed.clone()
     }
 }
 
@@ -615,10 +639,31 @@ impl UpstreamMetrics {
 }
 
 /// Serves a small side listener (metrics, admin) until `shutdown` resolves: every connection
-/// answered by `handle`, each request on its own task. `what` names the listener in logs.
+/// admitted by `clients` (per-address and total caps, head and idle timeouts) and answered by
+/// `handle`, each request on its own task. `what` names the listener in logs.
 pub async fn serve_side<H, F>(
     listener: TcpListener,
     what: &'static str,
+    clients: Arc<Clients>,
+    handle: H,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
+    let (sweep_stop, sweep_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sweeper = tokio::spawn(clients.clone().sweep(async move {
+        let _ = sweep_stopped.await;
+    }));
+    side_loop(listener, what, &clients, handle, shutdown).await;
+    let _ = sweep_stop.send(());
+    let _ = sweeper.await;
+}
+
+async fn side_loop<H, F>(
+    listener: TcpListener,
+    what: &'static str,
+    clients: &Arc<Clients>,
     handle: H,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
@@ -627,7 +672,7 @@ pub async fn serve_side<H, F>(
 {
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -638,15 +683,25 @@ pub async fn serve_side<H, F>(
                 }
             },
         };
+        let Ok(admitted) = clients.admit(peer) else {
+            tracing::debug!(%peer, listener = what, "connection refused; closing");
+            continue;
+        };
         let handle = handle.clone();
+        let requests = admitted.requests();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
+                let busy = requests.busy();
                 let answer = handle(req);
-                async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                async move {
+                    let answer = answer.await;
+                    drop(busy);
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let io = TokioIo::new(admitted.watch(stream));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = admitted.run(builder.serve_connection(io, svc)).await;
         });
     }
 }
@@ -655,8 +710,10 @@ pub async fn serve_side<H, F>(
 pub async fn serve_metrics(
     listener: TcpListener,
     metrics: Metrics,
+    limits: crate::listener::ClientLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let clients = Clients::new(limits, metrics.connections_closed());
     let handle = move |req: hyper::Request<hyper::body::Incoming>| {
         let metrics = metrics.clone();
         async move {
@@ -672,5 +729,5 @@ pub async fn serve_metrics(
             resp.expect("static response parts are valid")
         }
     };
-    serve_side(listener, "metrics", handle, shutdown).await;
+    serve_side(listener, "metrics", clients, handle, shutdown).await;
 }

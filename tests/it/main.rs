@@ -18,6 +18,7 @@ mod decode_props;
 mod decode_units;
 mod decode_vectors;
 mod devnet;
+mod hostile_clients;
 mod never_tricked;
 mod policy;
 mod policy_vectors;

@@ -85,9 +85,10 @@ async fn two_processes_sharing_redis_accept_exactly_the_limit() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("opgate.toml");
     let toml = format!(
-        "{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
+        "[server]\nmax_connections_per_address = 1024\n{}[[chains]]\nid = 1\nupstreams = [\"{}\"]\n{}",
         // Exactness is the point here, not latency: a generous store timeout keeps a loaded CI
-        // machine from turning slow round trips into StoreUnavailable answers.
+        // machine from turning slow round trips into StoreUnavailable answers. All 200 parallel
+        // sends come from 127.0.0.1, so the per-address cap is raised to the connection limit.
         redis_store(&prefix, "redis://127.0.0.1:6379", "").replace("300ms", "5s"),
         upstream.url(),
         budget_policy("fifty", "{ count = 50 }", "")
