@@ -57,7 +57,7 @@ fn token_matches(given: &[u8], expected: &[u8]) -> bool {
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Answer {
+    async fn handle(&self, req: Request<crate::listener::TimedBody<hyper::body::Incoming>>) -> Answer {
         let auth = req
             .headers()
             .get(http::header::AUTHORIZATION)

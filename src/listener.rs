@@ -9,6 +9,8 @@
 //!   make room; only when none is idle is the new connection refused;
 //! - **head timeout**: from the accept, or from the first byte of the next request on a kept-alive
 //!   connection, the request head must arrive within `head_timeout`;
+//! - **body timeout**: once a request's head has arrived, its body must arrive within
+//!   `body_timeout`;
 //! - **idle timeout**: a kept-alive connection with no request in progress is closed after
 //!   `idle_timeout`.
 //!
@@ -40,6 +42,8 @@ pub struct ClientLimits {
     pub head_timeout: Duration,
     /// Keep-alive idle time between requests.
     pub idle_timeout: Duration,
+    /// Time to receive a request's body once its head has arrived.
+    pub body_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
     /// Most open connections from one client address.
@@ -92,6 +96,8 @@ impl CloseReason {
 enum Phase {
     /// Waiting for (the rest of) a request head, since then.
     Head(Instant),
+    /// Receiving a request's body, since its head arrived.
+    Body(Instant),
     /// A request is being served.
     Busy,
     /// Kept alive with nothing in progress, since then.
@@ -247,6 +253,7 @@ impl Clients {
             let why = match conn.phase() {
                 Phase::Head(since) if now.duration_since(since) > self.limits.head_timeout => CloseReason::HeadTimeout,
                 Phase::Idle(since) if now.duration_since(since) > self.limits.idle_timeout => CloseReason::IdleTimeout,
+                Phase::Body(since) if now.duration_since(since) > self.limits.body_timeout => CloseReason::BodyTimeout,
                 _ => continue,
             };
             conn.close(why);
@@ -326,6 +333,50 @@ impl Requests {
         self.0.set(Phase::Busy);
         Busy(self.0.clone())
     }
+
+    /// `body`, watched: until it has been read to its end, the body timeout runs.
+    pub fn body<B: hyper::body::Body>(&self, body: B) -> TimedBody<B> {
+        let conn = (!body.is_end_stream()).then(|| {
+            self.0.set(Phase::Body(Instant::now()));
+            self.0.clone()
+        });
+        TimedBody { inner: body, conn }
+    }
+}
+
+/// A request body whose end marks the connection busy (no longer receiving).
+#[derive(Debug)]
+pub struct TimedBody<B> {
+    inner: B,
+    /// Set until the body has ended.
+    conn: Option<Arc<Conn>>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for TimedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let done = matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || self.inner.is_end_stream();
+        if done {
+            if let Some(conn) = self.conn.take() {
+                conn.set(Phase::Busy);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A request in progress; the connection is idle again when this is dropped.
@@ -399,6 +450,7 @@ mod tests {
             ClientLimits {
                 head_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
+                body_timeout: Duration::from_secs(30),
                 max_connections: max,
                 per_address,
             },
@@ -458,5 +510,10 @@ mod tests {
             None,
             "a request in progress is left alone"
         );
+        // A body still arriving after the body timeout.
+        let slow = c.admit(peer(4)).unwrap();
+        slow.conn.set(Phase::Body(now));
+        c.close_expired(now + Duration::from_secs(31));
+        assert_eq!(*slow.conn.closed_for.lock().unwrap(), Some(CloseReason::BodyTimeout));
     }
 }

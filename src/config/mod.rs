@@ -122,6 +122,8 @@ pub struct ServerConfig {
     pub head_timeout: Duration,
     /// Keep-alive idle time between requests.
     pub idle_timeout: Duration,
+    /// Time to receive a request's body once its head has arrived.
+    pub body_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -132,6 +134,7 @@ impl ServerConfig {
         crate::listener::ClientLimits {
             head_timeout: self.head_timeout,
             idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
             max_connections: self.max_connections as usize,
             per_address: self.max_connections_per_address as usize,
         }
@@ -150,6 +153,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 64,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -451,6 +455,7 @@ impl Config {
             )?,
             head_timeout: duration("server.head_timeout", &s.head_timeout, defaults.head_timeout)?,
             idle_timeout: duration("server.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
+            body_timeout: duration("server.body_timeout", &s.body_timeout, defaults.body_timeout)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace, defaults.shutdown_grace)?,
         };
         if server.max_connections_per_address > server.max_connections {

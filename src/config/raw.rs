@@ -172,6 +172,7 @@ pub(crate) struct RawServer {
     pub(crate) max_connections_per_address: Option<u32>,
     pub(crate) head_timeout: Option<String>,
     pub(crate) idle_timeout: Option<String>,
+    pub(crate) body_timeout: Option<String>,
     pub(crate) shutdown_grace: Option<String>,
 }
 

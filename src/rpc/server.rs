@@ -19,10 +19,10 @@ use super::gateway::Gateway;
 use super::handlers;
 use crate::chain::Chain;
 use crate::config::ServerConfig;
-use crate::listener::{Busy, Clients};
+use crate::listener::{Busy, Clients, TimedBody};
 use crate::telemetry::Metrics;
 
-type ChainService = BoxCloneSyncService<http::Request<Incoming>, HttpResponse, BoxError>;
+type ChainService = BoxCloneSyncService<http::Request<TimedBody<Incoming>>, HttpResponse, BoxError>;
 
 /// The server could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +137,11 @@ impl RpcServer {
             let _ = stream.set_nodelay(true);
             let routes = self.routes.clone();
             let requests = admitted.requests();
-            let service = hyper::service::service_fn(move |req| route_busy(routes.clone(), req, requests.busy()));
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let busy = requests.busy();
+                let req = req.map(|body| requests.body(body));
+                route_busy(routes.clone(), req, busy)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.keep_alive(true);
             let connection = builder.serve_connection(TokioIo::new(admitted.watch(stream)), service);
@@ -177,13 +181,17 @@ fn text(status: u16, body: &'static str) -> HttpResponse {
 }
 
 /// [`route`], with the connection marked busy until the answer is ready.
-async fn route_busy(routes: Arc<Routes>, req: http::Request<Incoming>, busy: Busy) -> Result<HttpResponse, BoxError> {
+async fn route_busy(
+    routes: Arc<Routes>,
+    req: http::Request<TimedBody<Incoming>>,
+    busy: Busy,
+) -> Result<HttpResponse, BoxError> {
     let answer = route(routes, req).await;
     drop(busy);
     answer
 }
 
-async fn route(routes: Arc<Routes>, req: http::Request<Incoming>) -> Result<HttpResponse, BoxError> {
+async fn route(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>) -> Result<HttpResponse, BoxError> {
     let path = req.uri().path();
     match path {
         "/healthz" => return Ok(text(200, "ok\n")),

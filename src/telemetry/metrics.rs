@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::listener::Clients;
+use crate::listener::{Clients, TimedBody};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -648,7 +648,7 @@ pub async fn serve_side<H, F>(
     handle: H,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
-    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(hyper::Request<TimedBody<hyper::body::Incoming>>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
 {
     let (sweep_stop, sweep_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -667,7 +667,7 @@ async fn side_loop<H, F>(
     handle: H,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
-    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(hyper::Request<TimedBody<hyper::body::Incoming>>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
 {
     tokio::pin!(shutdown);
@@ -690,9 +690,9 @@ async fn side_loop<H, F>(
         let handle = handle.clone();
         let requests = admitted.requests();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let busy = requests.busy();
-                let answer = handle(req);
+                let answer = handle(req.map(|body| requests.body(body)));
                 async move {
                     let answer = answer.await;
                     drop(busy);
@@ -714,7 +714,7 @@ pub async fn serve_metrics(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let clients = Clients::new(limits, metrics.connections_closed());
-    let handle = move |req: hyper::Request<hyper::body::Incoming>| {
+    let handle = move |req: hyper::Request<TimedBody<hyper::body::Incoming>>| {
         let metrics = metrics.clone();
         async move {
             let resp = if req.uri().path() == "/metrics" {

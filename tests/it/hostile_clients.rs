@@ -161,3 +161,36 @@ async fn at_max_connections_an_idle_connection_makes_room() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_off() {
+    let (opgate, _bundler) = opgate("head_timeout = \"30s\"\nbody_timeout = \"1s\"").await;
+    let mut s = connect_from([127, 0, 0, 2], opgate.addr).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: opgate\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    // One byte every 200 ms (bounded: 40 bytes, 8 s), until opgate closes the connection.
+    let start = Instant::now();
+    let mut closed = None;
+    for _ in 0..40 {
+        if s.write_all(b" ").await.is_err() {
+            closed = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = Some(start.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let closed = closed.expect("a body trickled for 8 s was not cut off");
+    assert!(closed >= Duration::from_millis(900), "cut off too early: {closed:?}");
+    let metrics = opgate.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"opgate_connections_closed_total{reason="body_timeout"}"#),
+        Some(1.0)
+    );
+}
