@@ -214,7 +214,7 @@ impl App {
 
 async fn build_store(c: &StoreConfig) -> Result<Store, AppError> {
     Ok(match &c.backend {
-        StoreBackend::Memory => Store::Memory(MemoryStore::new(c.dedupe_ttl)),
+        StoreBackend::Memory => Store::Memory(MemoryStore::bounded(c.dedupe_ttl, c.max_entries)),
         StoreBackend::Redis { url } => Store::Redis(
             RedisStore::connect(url, &c.prefix, c.timeout, c.dedupe_ttl)
                 .await

@@ -539,7 +539,11 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
         charges: &charges,
         guards: permit.guards(),
     };
-    match gate.store.reserve(&r).await {
+    let reserved = gate.store.reserve(&r).await;
+    if let Some(n) = gate.store.entries() {
+        gate.metrics.store_entries(n);
+    }
+    match reserved {
         Ok(Reserved::Charged) => {
             gate.metrics.reservation(label, "charged");
             gate.metrics.decision(label, "accepted", "none", "none");

@@ -56,6 +56,8 @@ pub struct StoreConfig {
     pub timeout: Duration,
     /// How long an operation hash is remembered so that a resend is not charged twice.
     pub dedupe_ttl: Duration,
+    /// The memory backend's entry cap (counters, op records, revocations, registry entries).
+    pub max_entries: usize,
 }
 
 impl Default for StoreConfig {
@@ -66,6 +68,7 @@ impl Default for StoreConfig {
             on_error: OnError::Reject,
             timeout: Duration::from_millis(250),
             dedupe_ttl: Duration::from_secs(24 * 3600),
+            max_entries: crate::store::memory::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -444,6 +447,16 @@ pub(super) fn store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
         on_error,
         timeout: duration("store.timeout", &raw.timeout, d.timeout)?,
         dedupe_ttl: duration("store.dedupe_ttl", &raw.dedupe_ttl, d.dedupe_ttl)?,
+        max_entries: match raw.max_entries {
+            None => d.max_entries,
+            Some(n) if (1000..=1_000_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "store.max_entries",
+                    format!("{n} is not between 1000 and 1000000000"),
+                ))
+            }
+        },
     })
 }
 

@@ -42,6 +42,7 @@ pub(crate) struct RawStore {
     pub(crate) on_error: Option<String>,
     pub(crate) timeout: Option<String>,
     pub(crate) dedupe_ttl: Option<String>,
+    pub(crate) max_entries: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,17 @@
 //! usage, in one pass over the maps. Memory therefore grows with the number of distinct counters
 //! and ops seen within the windows and the dedupe TTL; lifetime and schedule counters, revocations
 //! and registry entries are kept until removed.
+//!
+//! # The entry cap
+//!
+//! `[store] max_entries` bounds counters, op records, revocations and registry entries together.
+//! When a reservation or a registry write would pass it, the store first prunes every expired
+//! entry, then evicts committed op records, oldest first: they only recognise a resend of an op
+//! already charged, so evicting one can make a resend be charged again — never a charge
+//! forgotten. Counters are never evicted before their window ends, and uncommitted op records
+//! (whose charges a refund needs) are kept. When that is not enough the store is full: the
+//! reservation or write is refused as [`StoreError::Unavailable`] (so `on_error` decides, and it
+//! is counted). Revocations are always recorded, even past the cap.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,7 +42,11 @@ const PRUNE_EVERY_SECS: u64 = 60;
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     dedupe_ttl: u64,
+    max_entries: usize,
 }
+
+/// The default `[store] max_entries`.
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -95,10 +110,21 @@ impl MemoryStore {
     /// An empty store remembering op hashes for `dedupe_ttl` (whole seconds, at least 1) of the
     /// callers' clock.
     pub fn new(dedupe_ttl: Duration) -> Self {
+        Self::bounded(dedupe_ttl, DEFAULT_MAX_ENTRIES)
+    }
+
+    /// [`MemoryStore::new`], holding at most `max_entries` entries (see the module docs).
+    pub fn bounded(dedupe_ttl: Duration, max_entries: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             dedupe_ttl: dedupe_ttl.as_secs().clamp(1, layout::MAX_TTL_SECS),
+            max_entries: max_entries.max(1),
         }
+    }
+
+    /// How many entries the store holds (counters, op records, revocations, registry).
+    pub fn entries(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -164,6 +190,8 @@ impl MemoryStore {
             });
         }
 
+        let new_entries = 1 + pending.iter().filter(|p| !g.counters.contains_key(&p.key)).count();
+        g.make_room(new_entries, self.max_entries)?;
         for p in pending {
             g.counters.insert(
                 p.key,
@@ -262,6 +290,9 @@ impl MemoryStore {
     /// See [`Store::put_permission`](super::Store::put_permission).
     pub async fn put_permission(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let mut g = self.lock();
+        if !g.permissions.contains_key(key) {
+            g.make_room(1, self.max_entries)?;
+        }
         g.permissions.insert(key.to_owned(), value.to_owned());
         g.bump();
         Ok(())
@@ -292,6 +323,43 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn len(&self) -> usize {
+        self.counters.len() + self.ops.len() + self.revoked.len() + self.permissions.len()
+    }
+
+    /// Makes room for `n` more entries under `cap`: prunes what expired, then evicts committed op
+    /// records, oldest first; refuses when that is not enough.
+    fn make_room(&mut self, n: usize, cap: usize) -> Result<(), StoreError> {
+        if self.len() + n <= cap {
+            return Ok(());
+        }
+        self.prune();
+        let over = (self.len() + n).saturating_sub(cap);
+        if over > 0 {
+            let mut committed: Vec<(u64, B256)> = self
+                .ops
+                .iter()
+                .filter(|(_, op)| op.committed)
+                .map(|(hash, op)| (op.expires_at, *hash))
+                .collect();
+            if committed.len() > over {
+                committed.select_nth_unstable(over - 1);
+                committed.truncate(over);
+            }
+            for (_, hash) in committed {
+                self.ops.remove(&hash);
+            }
+        }
+        if self.len() + n > cap {
+            return Err(StoreError::Unavailable(format!(
+                "the memory store is full ({} entries, [store] max_entries = {cap}); nothing more can be \
+                 charged until counters' windows end or ops are committed",
+                self.len()
+            )));
+        }
+        Ok(())
+    }
+
     fn bump(&mut self) {
         self.version = self.version.wrapping_add(1);
     }
@@ -302,6 +370,11 @@ impl Inner {
         if self.clock < self.next_prune {
             return;
         }
+        self.prune();
+    }
+
+    /// Drops every entry expired on the store's clock.
+    fn prune(&mut self) {
         let clock = self.clock;
         self.counters.retain(|_, c| c.expires_at.is_none_or(|at| clock < at));
         self.ops.retain(|_, op| clock < op.expires_at);
@@ -422,4 +495,56 @@ mod tests {
     }
 
     const GRACE: u64 = layout::GRACE_SECS;
+
+    /// A long run of unique ops stays under the cap: committed op records make room, lifetime
+    /// counters keep every charge, and a store full of what it must keep refuses.
+    #[tokio::test]
+    async fn the_entry_cap_holds_and_never_forgets_a_charge() {
+        let store = MemoryStore::bounded(Duration::from_secs(86_400), 100);
+        let t = 1_700_000_000;
+        let lifetime = [Charge {
+            counter: "budget".into(),
+            amount: U256::from(1),
+            limit: U256::from(1_000_000),
+            window: Window::Lifetime,
+        }];
+        for op in 0..10_000u64 {
+            let r = Reservation {
+                op: B256::from(U256::from(op)),
+                now: t + op,
+                charges: &lifetime,
+                guards: &[],
+            };
+            assert_eq!(store.reserve(&r).await, Ok(Reserved::Charged), "op {op}");
+            store.commit(r.op).await.unwrap();
+            assert!(store.entries() <= 100, "{} entries after op {op}", store.entries());
+        }
+        assert_eq!(store.lock().counters["c:l:budget"].used, U256::from(10_000));
+
+        // Uncommitted ops and never-ending counters are kept: the store fills, then refuses.
+        let full = MemoryStore::bounded(Duration::from_secs(86_400), 10);
+        let mut refused = None;
+        for op in 0..20u64 {
+            let own = [Charge {
+                counter: format!("k{op}"),
+                amount: U256::from(1),
+                limit: U256::from(1),
+                window: Window::Lifetime,
+            }];
+            let r = Reservation {
+                op: B256::from(U256::from(op)),
+                now: t,
+                charges: &own,
+                guards: &[],
+            };
+            if let Err(e) = full.reserve(&r).await {
+                refused = Some((op, e));
+                break;
+            }
+        }
+        let (op, e) = refused.expect("a full store refuses");
+        assert_eq!(op, 5, "five ops of two entries each fill ten");
+        assert!(matches!(e, StoreError::Unavailable(m) if m.contains("max_entries")));
+        assert_eq!(full.entries(), 10);
+    }
 }

@@ -181,6 +181,16 @@ pub enum Store {
     Redis(redis::RedisStore),
 }
 
+impl Store {
+    /// How many entries the memory backend holds (`None` for Redis, whose memory is its own).
+    pub fn entries(&self) -> Option<usize> {
+        match self {
+            Store::Memory(m) => Some(m.entries()),
+            Store::Redis(_) => None,
+        }
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {

@@ -198,6 +198,7 @@ pub struct DecisionMetrics {
     reservations: IntCounterVec,
     simulations: IntCounterVec,
     simulation_fallbacks: IntCounterVec,
+    store_entries: IntGauge,
 }
 
 impl std::fmt::Debug for DecisionMetrics {
@@ -277,6 +278,11 @@ impl DecisionMetrics {
     /// (`action`: `allowed` or `rejected`).
     pub fn simulation_fallback(&self, chain: &str, action: &str) {
         self.simulation_fallbacks.with_label_values(&[chain, action]).inc();
+    }
+
+    /// Entries the memory store holds (`[store] max_entries` bounds them).
+    pub fn store_entries(&self, entries: usize) {
+        self.store_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 }
 
@@ -474,6 +480,14 @@ impl Metrics {
                         "Sends decided by on_sim_error because the simulation could not answer, by action",
                     ),
                     &["chain", "action"],
+                )
+                .expect("valid"),
+            ),
+            store_entries: registered(
+                &registry,
+                IntGauge::new(
+                    "store_entries",
+                    "Entries the memory store holds: counters, op records, revocations, registry ([store] max_entries)",
                 )
                 .expect("valid"),
             ),
