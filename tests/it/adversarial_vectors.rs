@@ -13,7 +13,7 @@ use opgate::clock::ManualClock;
 use opgate::config::{Config, Overrides};
 use serde_json::Value;
 
-use crate::support::{call, FakeBundler, Opgate, Reply};
+use crate::support::{call, FakeBundler, Opgate};
 
 fn adversarial(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/vectors-adversarial/{name}.json"));
@@ -46,15 +46,7 @@ impl Replay {
     async fn start(store_toml: &str) -> Self {
         let index = adversarial("index");
         let answer: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-        let a = answer.clone();
-        let bundler = FakeBundler::start(move |r| {
-            if r.method == "eth_sendUserOperation" {
-                Reply::Json(a.lock().unwrap().clone())
-            } else {
-                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-            }
-        })
-        .await;
+        let bundler = FakeBundler::replaying(answer.clone()).await;
         let mut toml = format!("{store_toml}\n{OPERATOR}\n");
         for chain in index["chains"].as_array().unwrap() {
             toml.push_str(&format!(

@@ -15,7 +15,7 @@ use opgate::clock::ManualClock;
 use opgate::config::{Config, Overrides};
 use serde_json::Value;
 
-use crate::support::{call, vector, FakeBundler, Opgate, Reply};
+use crate::support::{call, vector, FakeBundler, Opgate};
 
 /// The policy (and rule prefix) opgate must name for a vector refused at the bundler.
 fn expected_policy(v: &Value) -> (String, Option<String>) {
@@ -42,15 +42,7 @@ async fn replay(store_toml: &str) {
     let index = vector("index");
     let recorded_at = index["recordedAt"].as_u64().unwrap();
     let answer: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-    let a = answer.clone();
-    let bundler = FakeBundler::start(move |r| {
-        if r.method == "eth_sendUserOperation" {
-            Reply::Json(a.lock().unwrap().clone())
-        } else {
-            Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-        }
-    })
-    .await;
+    let bundler = FakeBundler::replaying(answer.clone()).await;
     let toml = format!(
         "{store_toml}\n[[chains]]\nid = 31337\nupstreams = [\"{}\"]\n\n[[policies]]\nname = \"chain-only\"\n\
          allow_undeclared_delegatecalls = true\n",

@@ -136,6 +136,20 @@ impl FakeBundler {
         }
     }
 
+    /// A bundler that answers `eth_sendUserOperation` with the JSON-RPC text `answer` holds when
+    /// the call arrives (`{id}` replaced), and every other method with `null`: the recorded
+    /// bundler's answer, set by a replay before each op.
+    pub async fn replaying(answer: Arc<Mutex<String>>) -> Self {
+        Self::start(move |r| {
+            if r.method == "eth_sendUserOperation" {
+                Reply::Json(answer.lock().unwrap().clone())
+            } else {
+                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
+            }
+        })
+        .await
+    }
+
     /// A bundler that answers every method with `result` (raw JSON text).
     pub async fn answering(result: &'static str) -> Self {
         Self::start(move |_| Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":{result}}}"#))).await
