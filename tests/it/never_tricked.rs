@@ -1794,3 +1794,189 @@ async fn permissions_installed_by_init_config_are_enforced() {
         .await;
     }
 }
+
+/// On a chain that simulates, a granted delegatecall to a target that is not declared is
+/// forwarded, and what the delegated code did — every call the account made, from the simulation's
+/// effects — meets the session's CallPolicy and the privileged-target guard like direct calls. No
+/// Kernel contracts run on the devnet, so the simulation report is given here and the policies are
+/// evaluated as the pipeline evaluates them.
+#[test]
+fn simulated_delegatecalls_are_checked_by_their_effects() {
+    use opgate::config::OnError;
+    use opgate::decode::{Call, DecodeOptions};
+    use opgate::policy::{delegated_calls, evaluate, OpContext, PermissionSource, SessionPermission, Settings};
+    use opgate::sim::{Effects, Execution, Simulation, Validation};
+
+    let a = Account::new(KernelVersion::V3_1, 60);
+    let grant = Grant::of(vec![call_policy(
+        0,
+        vec![transfer_to_recipient_at_most_100(), delegatecall_router()],
+    )]);
+    let call_data = execute(
+        mode(DELEGATECALL, 0),
+        &delegate(ROUTER, &forward(TOKEN, 0, &transfer(RECIPIENT, 5))),
+    );
+    let op = enable_op(&a, &grant, call_data, EnableOpts::default());
+    let parsed = op.parsed();
+    let opts = DecodeOptions {
+        chain_id: Some(CHAIN),
+        ..Default::default()
+    };
+    let decoded = opgate::explain::decode_op_with(&parsed, ENTRY_POINT, &opts);
+    let k = decoded.detail.as_ref().unwrap();
+    let selectors: Vec<FixedBytes<4>> = k.selector_data.iter().map(|s| s.selector).collect();
+    let calls = k.calls.as_ref().unwrap();
+    let delegated = delegated_calls(&calls.calls, &[], CHAIN);
+    assert!(delegated.is_empty(), "the router is not declared here");
+    let verdict = |simulation: Option<&Simulation>| {
+        let ctx = OpContext {
+            chain_id: CHAIN,
+            entry_point: ENTRY_POINT,
+            op: &parsed,
+            hash: op.hash(CHAIN),
+            kernel: Some(k),
+            calls: Some(calls),
+            session: Some(SessionPermission {
+                id: FixedBytes(a.pid),
+                permission: k.permission.as_ref().unwrap(),
+                selectors: &selectors,
+                source: PermissionSource::Enable,
+                hook: Some(Address::ZERO),
+                enable_nonce: None,
+            }),
+            now: NOW,
+            simulation,
+            account: None,
+            previous: None,
+            delegated: &delegated,
+        };
+        let settings = Settings {
+            policies: &[],
+            unknown_permission: OnError::Reject,
+            store_on_error: OnError::Reject,
+            unknown_validator: OnError::Reject,
+        };
+        evaluate(&ctx, &settings).rejection.map(|r| r.reason.as_str())
+    };
+    let simulated = |effects: Vec<Call>| Simulation {
+        block: 1,
+        validation: Validation {
+            ok: true,
+            ..Default::default()
+        },
+        execution: Some(Execution {
+            success: true,
+            revert_reason: None,
+            gas_used: U256::from(100_000),
+            actual_cost: U256::from(100_000_000_000_000u64),
+        }),
+        effects: Effects {
+            calls: effects,
+            ..Default::default()
+        },
+    };
+
+    assert_eq!(
+        verdict(None),
+        Some("DelegateCallDenied"),
+        "without a simulation nothing checks the inner call"
+    );
+    let allowed = simulated(vec![Call::plain(TOKEN, U256::ZERO, &transfer(RECIPIENT, 5))]);
+    assert_eq!(
+        verdict(Some(&allowed)),
+        None,
+        "the simulated inner call is within the CALL permission"
+    );
+    let stranger = simulated(vec![Call::plain(TOKEN, U256::ZERO, &transfer(STRANGER, 5))]);
+    assert_eq!(
+        verdict(Some(&stranger)),
+        Some("ConditionFailed"),
+        "the delegated code's transfer to a stranger meets the CallPolicy"
+    );
+    let unlisted = simulated(vec![Call::plain(STRANGER, U256::ZERO, &[])]);
+    assert_eq!(verdict(Some(&unlisted)), Some("CallPolicyViolated"));
+    let own = simulated(vec![Call::plain(a.address, U256::ZERO, &[0x1f, 0x1b, 0x92, 0xe3])]);
+    assert_eq!(
+        verdict(Some(&own)),
+        Some("CallPolicyViolated"),
+        "the delegated code calling the account itself is in no CALL permission"
+    );
+
+    // A sudo session whose delegatecall an operator rule grants: no CallPolicy to meet, so the
+    // guard's privileged-target check on the effects is what refuses.
+    let sudo_account = Account::new(KernelVersion::V3_1, 61);
+    let sudo_op = enable_op(
+        &sudo_account,
+        &Grant::of(vec![sudo()]),
+        execute(
+            mode(DELEGATECALL, 0),
+            &delegate(ROUTER, &forward(TOKEN, 0, &transfer(RECIPIENT, 5))),
+        ),
+        EnableOpts::default(),
+    );
+    let sudo_parsed = sudo_op.parsed();
+    let sudo_decoded = opgate::explain::decode_op_with(&sudo_parsed, ENTRY_POINT, &opts);
+    let sk = sudo_decoded.detail.as_ref().unwrap();
+    let config = Config::from_toml(
+        &format!(
+            "[[chains]]\nid = {CHAIN}\nupstreams = [\"http://127.0.0.1:1\"]\n[[policies]]\nname = \"routers\"\n\
+             [[policies.calls]]\ntarget = \"{ROUTER}\"\ncall_type = \"delegatecall\"\n[[policies.calls]]\ntarget = \"*\"\n"
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let sudo_verdict = |effects: Vec<Call>| {
+        let sim = simulated(effects);
+        let ctx = OpContext {
+            chain_id: CHAIN,
+            entry_point: ENTRY_POINT,
+            op: &sudo_parsed,
+            hash: sudo_op.hash(CHAIN),
+            kernel: Some(sk),
+            calls: sk.calls.as_ref(),
+            session: Some(SessionPermission {
+                id: FixedBytes(sudo_account.pid),
+                permission: sk.permission.as_ref().unwrap(),
+                selectors: &selectors,
+                source: PermissionSource::Enable,
+                hook: Some(Address::ZERO),
+                enable_nonce: None,
+            }),
+            now: NOW,
+            simulation: Some(&sim),
+            account: None,
+            previous: None,
+            delegated: &[],
+        };
+        let settings = Settings {
+            policies: &config.policies,
+            unknown_permission: OnError::Reject,
+            store_on_error: OnError::Reject,
+            unknown_validator: OnError::Reject,
+        };
+        evaluate(&ctx, &settings).rejection.map(|r| r.reason.as_str())
+    };
+    assert_eq!(
+        sudo_verdict(vec![Call::plain(TOKEN, U256::ZERO, &transfer(STRANGER, 5))]),
+        None,
+        "sudo: the delegated transfer is the session's to make"
+    );
+    assert_eq!(
+        sudo_verdict(vec![Call::plain(
+            sudo_account.address,
+            U256::ZERO,
+            &[0x1f, 0x1b, 0x92, 0xe3]
+        )]),
+        Some("PrivilegedCallDenied"),
+        "sudo: the delegated code calling the account itself"
+    );
+    assert_eq!(
+        sudo_verdict(vec![Call::plain(
+            ECDSA_VALIDATOR,
+            U256::ZERO,
+            &[0x6d, 0x61, 0xfe, 0x70]
+        )]),
+        Some("PrivilegedCallDenied"),
+        "sudo: the delegated code calling the root validator module"
+    );
+}
