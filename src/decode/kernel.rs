@@ -338,6 +338,12 @@ fn enable_info(
 }
 
 impl KernelDecoded {
+    /// Why `part` (`nonce`, `callData`, `enable`, `approval`, …) could not be decoded, if it could
+    /// not.
+    pub fn part_error(&self, part: &str) -> Option<&DecodeError> {
+        self.errors.iter().find(|e| e.part == part).map(|e| &e.error)
+    }
+
     /// Verifies an enable-mode op's approval: computes the Enable digest, checks a multi-chain
     /// Merkle proof, recovers the approver and compares it with the root owner, filling the
     /// approval fields of [`KernelDecoded::enable`]. A failure to recover is reported under the

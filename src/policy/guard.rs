@@ -121,11 +121,11 @@ fn one_reading(
 ) -> Result<(), Rejection> {
     let Some(calls) = ctx.calls else {
         if let Some(k) = ctx.kernel {
-            if let Some(e) = k.errors.iter().find(|e| e.part == "callData") {
+            if let Some(e) = k.part_error("callData") {
                 if !allow.non_canonical_calldata {
                     return Err(invalid_calldata(
                         "callData",
-                        format!("the call data cannot be read as the Kernel reads it: {}", e.error),
+                        format!("the call data cannot be read as the Kernel reads it: {e}"),
                     ));
                 }
             }

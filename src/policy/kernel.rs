@@ -66,10 +66,8 @@ pub(crate) fn evaluate(
     };
     let Some(n) = &k.nonce else {
         let why = k
-            .errors
-            .iter()
-            .find(|e| e.part == "nonce")
-            .map(|e| e.error.to_string())
+            .part_error("nonce")
+            .map(|e| e.to_string())
             .unwrap_or_else(|| "it cannot be decoded".into());
         return Err(Rejection::new(
             Reason::InvalidNonce,
@@ -711,10 +709,8 @@ fn stale_nonce(ctx: &OpContext<'_>, k: &KernelDecoded) -> Option<u32> {
 fn enable_approval(ctx: &OpContext<'_>, k: &KernelDecoded, ev: &mut Evaluation) -> Result<(), Rejection> {
     let Some(e) = &k.enable else {
         let why = k
-            .errors
-            .iter()
-            .find(|e| e.part == "enable")
-            .map(|e| e.error.to_string())
+            .part_error("enable")
+            .map(|e| e.to_string())
             .unwrap_or_else(|| "missing".into());
         return Err(Rejection::new(
             Reason::InvalidSignature,
@@ -748,10 +744,8 @@ fn enable_approval(ctx: &OpContext<'_>, k: &KernelDecoded, ev: &mut Evaluation) 
                 ),
                 (None, _) => format!(
                     "the enable signature cannot be recovered: {}",
-                    k.errors
-                        .iter()
-                        .find(|e| e.part == "approval")
-                        .map(|e| e.error.to_string())
+                    k.part_error("approval")
+                        .map(|e| e.to_string())
                         .unwrap_or_else(|| "no signer".into())
                 ),
             },
