@@ -1512,6 +1512,7 @@ async fn measure_all(
                 hook: None,
                 enable_nonce: None,
                 uninstalled: false,
+                pending: None,
             },
         )
         .await

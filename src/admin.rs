@@ -135,6 +135,7 @@ impl Admin {
             hook: None,
             enable_nonce: None,
             uninstalled: false,
+            pending: None,
         };
         let info = sp.deployment().ok().flatten().map(|d| AccountInfo {
             root_owner: d.root_validator.as_ref().and_then(|r| r.owner),

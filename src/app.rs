@@ -8,6 +8,7 @@ use futures::FutureExt;
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 
+use crate::accounts::AccountReader;
 use crate::chain::Chain;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreBackend, StoreConfig};
@@ -100,8 +101,25 @@ impl App {
                 methods: config.methods.clone(),
                 metrics: chain_metrics,
                 gate: gate.clone(),
+                accounts: match &chain.simulation {
+                    Some(sim) if sim.accounts.read_from_node => {
+                        let transport =
+                            crate::sim::NodeTransport::new(&sim.node, sim.node_headers.clone(), client.clone());
+                        let node = Arc::new(crate::sim::Node::new(transport, tokio::runtime::Handle::current()));
+                        Some(crate::chain::ChainAccounts {
+                            reader: Arc::new(AccountReader::new(
+                                node,
+                                sim.timeout,
+                                sim.accounts.head_poll,
+                                sim.accounts.pending_timeout,
+                            )),
+                            on_error: sim.on_sim_error,
+                        })
+                    }
+                    _ => None,
+                },
                 simulator: match (&chain.simulation, id) {
-                    (Some(sim), Some(id)) => Some(Simulator::with_client(
+                    (Some(sim), Some(id)) if sim.simulate => Some(Simulator::with_client(
                         sim.clone(),
                         id,
                         tokio::runtime::Handle::current(),
@@ -196,9 +214,25 @@ impl App {
         };
         let (watch_stop, watch_stopped) = tokio::sync::oneshot::channel::<()>();
         let watch = tokio::spawn(self.gate.registry.clone().watch(watch_stopped.map(|_| ())));
+        let (heads_stop, heads_stopped) = tokio::sync::watch::channel(false);
+        let heads: Vec<_> = self
+            .chains
+            .iter()
+            .filter_map(|c| c.accounts.as_ref())
+            .map(|a| {
+                let mut stopped = heads_stopped.clone();
+                tokio::spawn(a.reader.clone().watch_head(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }))
+            })
+            .collect();
         server.serve(listener, shutdown).await;
         let _ = watch_stop.send(());
         let _ = watch.await;
+        let _ = heads_stop.send(true);
+        for h in heads {
+            let _ = h.await;
+        }
         let _ = admin_stop.send(());
         if let Some(task) = admin_task {
             let _ = task.await;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::accounts::AccountReader;
 use crate::config::MethodRules;
 use crate::pipeline::Gate;
 use crate::relay::Relay;
@@ -24,6 +25,19 @@ pub struct Chain {
     pub metrics: ChainMetrics,
     /// Policies, store and registry (shared by every chain).
     pub gate: Arc<Gate>,
-    /// Simulation against the chain's node; `None` when no node is configured.
+    /// Simulation against the chain's node; `None` when no node is configured (or
+    /// `[chains.simulation] enabled = false`).
     pub simulator: Option<Simulator>,
+    /// Account state read from the chain's node; `None` without a node (or with
+    /// `[chains.accounts] read_from_node = false`).
+    pub accounts: Option<ChainAccounts>,
+}
+
+/// The chain's account reader with the settings its reads follow.
+#[derive(Debug)]
+pub struct ChainAccounts {
+    /// The reader.
+    pub reader: Arc<AccountReader>,
+    /// What a failed read does (the chain's `on_sim_error`).
+    pub on_error: crate::config::OnError,
 }

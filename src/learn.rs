@@ -57,6 +57,14 @@ const IMPLEMENTATIONS: [(Address, KernelVersion); 4] = [
     (KERNEL_V3_3_IMPLEMENTATION, KernelVersion::V3_3),
 ];
 
+/// The Kernel release an implementation address is.
+pub fn release_of(implementation: Address) -> Option<KernelVersion> {
+    IMPLEMENTATIONS
+        .iter()
+        .find(|(a, _)| *a == implementation)
+        .map(|(_, v)| *v)
+}
+
 /// `grantAccess(bytes21,bytes4,bool)` (Kernel v3.3; earlier releases reach it by delegatecall).
 pub const GRANT_ACCESS: [u8; 4] = [0xb9, 0xb8, 0x29, 0x41];
 /// `installValidations(bytes21[],(uint32,address)[],bytes[],bytes[])`.
@@ -163,6 +171,7 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
                     hook: Some(hook),
                     enable_nonce: Some(nonce),
                     uninstalled: false,
+                    pending: p.pending(),
                 };
                 match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
                     Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission installed by the owner"),
@@ -190,6 +199,7 @@ pub(crate) async fn learn(gate: &Gate, p: &Prepared) {
                 let tombstone = match gate.registry.permission(p.chain_id, sender, pid).await {
                     Ok(Some(known)) => StoredPermission {
                         uninstalled: true,
+                        pending: p.pending(),
                         ..known.stored.clone()
                     },
                     Ok(None) => continue,
@@ -241,6 +251,7 @@ async fn learn_permission(gate: &Gate, p: &Prepared, k: &KernelDecoded) {
         hook: Some(enable.data.hook),
         enable_nonce: enable.digest_nonce,
         uninstalled: false,
+        pending: p.pending(),
     };
     match gate.registry.put_permission(p.chain_id, sender, pid, &stored).await {
         Ok(()) => tracing::info!(%sender, permission_id = %pid, "permission learned from an accepted enable op"),

@@ -23,6 +23,7 @@
 //! - [`sim`]: revm simulation of an op through the real EntryPoint against the node's state.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod chain;

@@ -24,15 +24,17 @@ use alloy_primitives::{Address, FixedBytes, B256};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::accounts::{Code, OnChain, OnChainValidation, Provenance, Read, Served};
 use crate::chain::Chain;
 use crate::clock::Clock;
 use crate::config::{Delegate, OnError, OperatorPolicy, SessionConfig};
 use crate::decode::{DecodeOptions, ValidationMode, ValidationType};
 use crate::explain::{self, DecodedOp};
+use crate::policy::NodeView;
 use crate::policy::{
     self, Evaluation, OpContext, PermissionSource, Permit, Reason, Rejection, SessionPermission, Settings,
 };
-use crate::registry::{AccountInfo, KnownPermission, Registry};
+use crate::registry::{AccountInfo, KnownPermission, Pending, Registry, Source, StoredPermission};
 use crate::relay::{RelayError, UpstreamAnswer};
 use crate::rpc::errors::{self, RpcFailure};
 use crate::sim::{Effects, Execution, SimError, Simulation, Validation};
@@ -107,6 +109,36 @@ pub struct Prepared {
     pub registry_failed: bool,
     /// The clock when the op arrived.
     pub now: u64,
+    /// The account as the chain's node has it, when the chain reads accounts and the op is a
+    /// Kernel op.
+    pub on_chain: Option<Arc<OnChain>>,
+    /// The node could not be read: why, and whether the chain's `on_sim_error` refuses the op.
+    pub node_error: Option<(String, OnError)>,
+    /// Where the root owner opgate verifies with came from.
+    pub owner_source: Option<Provenance>,
+    /// How long what this op teaches waits for the chain (seconds); `None` without a node.
+    pub pending_timeout: Option<u64>,
+}
+
+impl Prepared {
+    /// The pending marker for what this op teaches, on a chain with a node.
+    pub(crate) fn pending(&self) -> Option<Pending> {
+        self.pending_timeout.map(|t| Pending {
+            op: self.hash,
+            until: self.now.saturating_add(t),
+        })
+    }
+
+    fn node_view(&self) -> NodeView<'_> {
+        match (&self.on_chain, &self.node_error) {
+            (Some(c), _) => NodeView::Read(c),
+            (None, Some((e, on_error))) => NodeView::Failed {
+                error: e,
+                refuse: *on_error == OnError::Reject,
+            },
+            _ => NodeView::None,
+        }
+    }
 }
 
 impl Prepared {
@@ -130,16 +162,34 @@ impl Prepared {
                         enable_nonce: None,
                     })
                 } else {
+                    let chain = self
+                        .on_chain
+                        .as_ref()
+                        .and_then(|c| c.validation.as_ref())
+                        .filter(|v| v.installed());
+                    selectors_enable = match self.registered.as_deref() {
+                        Some(r) => {
+                            let mut sel = r.stored.selectors.clone();
+                            if let Some((s, allowed)) = chain.and_then(|v| v.selector) {
+                                sel.retain(|x| *x != s);
+                                if allowed {
+                                    sel.push(s);
+                                }
+                            }
+                            sel
+                        }
+                        None => Vec::new(),
+                    };
                     self.registered
                         .as_deref()
                         .filter(|r| !r.stored.uninstalled)
                         .map(|r| SessionPermission {
                             id,
                             permission: &r.permission,
-                            selectors: &r.stored.selectors,
+                            selectors: &selectors_enable,
                             source: PermissionSource::Registry,
-                            hook: r.stored.hook,
-                            enable_nonce: r.stored.enable_nonce,
+                            hook: chain.map(|v| v.hook).or(r.stored.hook),
+                            enable_nonce: chain.map(|v| v.nonce).or(r.stored.enable_nonce),
                         })
                 }
             }
@@ -160,6 +210,8 @@ impl Prepared {
         let ctx = OpContext {
             account: self.account.as_deref(),
             previous: self.registered.as_deref().filter(|_| enable_mode),
+            registered: self.registered.as_deref(),
+            node: self.node_view(),
             delegated: &delegated,
             chain_id: self.chain_id,
             entry_point: self.entry_point,
@@ -357,26 +409,65 @@ pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
             }
         }
     }
-    let eip7702 = op
+    let mut eip7702 = op
         .eip7702_auth()
         .is_some_and(|a| a.address() == crate::decode::init::KERNEL_V3_3_IMPLEMENTATION)
         || account.as_ref().is_some_and(|a| a.eip7702);
-    let opts = DecodeOptions {
-        chain_id: Some(chain_id),
-        kernel_version: account
-            .as_ref()
-            .and_then(|a| a.kernel_version)
-            .or(eip7702.then_some(crate::decode::KernelVersion::V3_3)),
-        root_owner: if eip7702 {
-            Some(sender)
-        } else {
-            account.as_ref().and_then(|a| a.root_owner)
-        },
-        current_nonce: account.as_ref().and_then(|a| a.current_nonce),
-        validation_nonce: registered.as_ref().and_then(|r| r.stored.enable_nonce),
-    };
     let known_kernel = account.is_some() || registered.is_some() || eip7702;
-    let decoded = explain::decode_op_known(&op, entry_point, &opts, known_kernel);
+    let mut decoded = explain::decode_op_known(
+        &op,
+        entry_point,
+        &decode_options(chain_id, sender, eip7702, account.as_deref(), registered.as_deref()),
+        known_kernel,
+    );
+    let mut on_chain = None;
+    let mut node_error = None;
+    let mut owner_source = account.as_ref().and_then(|a| a.root_owner).map(|_| Provenance::Learned);
+    if let Some(accounts) = chain.accounts.as_ref().filter(|_| decoded.kernel.is_some()) {
+        let need = Read {
+            account: sender,
+            validation: nonce.as_ref().and_then(validation_id),
+            selector: gated_selector(op.call_data()),
+        };
+        match accounts.reader.read(need).await {
+            Ok((c, served)) => {
+                gate.metrics
+                    .account_read(&chain.label, if served == Served::Cached { "cached" } else { "read" });
+                if let Some(merged) = merge_account(sender, account.as_deref(), &c) {
+                    if merged.root_owner.is_some() && c.root_owner.is_some() {
+                        owner_source = Some(Provenance::Node);
+                    }
+                    eip7702 = merged.eip7702;
+                    account = Some(Arc::new(merged));
+                    if let (Some(r), Some(v)) = (registered.take(), c.validation.as_ref()) {
+                        registered = resolve(gate, chain, sender, r, v, now);
+                    }
+                    let mut opts = decode_options(chain_id, sender, eip7702, account.as_deref(), registered.as_deref());
+                    if let Some(v) = c.validation.as_ref() {
+                        // Kernel v3.3 signs currentNonce + 1 when the id's validationConfig
+                        // nonce is currentNonce: the chain's config, installed or cleared.
+                        opts.validation_nonce = Some(v.nonce);
+                    }
+                    decoded = explain::decode_op_known(&op, entry_point, &opts, true);
+                }
+                on_chain = Some(c);
+            }
+            Err(e) => {
+                gate.metrics.account_read(&chain.label, "failed");
+                tracing::warn!(user_op_hash = %hash, %sender, error = %e, "account state read failed");
+                node_error = Some((e.to_string(), accounts.on_error));
+            }
+        }
+    }
+    let owner_in_op = decoded
+        .detail
+        .as_ref()
+        .and_then(|k| k.deployment.as_ref())
+        .and_then(|d| d.root_validator.as_ref())
+        .is_some_and(|r| r.owner.is_some());
+    if owner_source.is_none() && (eip7702 || owner_in_op) {
+        owner_source = Some(Provenance::Op);
+    }
     Ok(Prepared {
         op,
         entry_point,
@@ -387,7 +478,164 @@ pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         account,
         registry_failed,
         now,
+        on_chain,
+        node_error,
+        owner_source,
+        pending_timeout: chain.accounts.as_ref().map(|a| a.reader.pending_timeout.as_secs()),
     })
+}
+
+/// How an op is decoded given what is known of its account and permission.
+fn decode_options(
+    chain_id: u64,
+    sender: Address,
+    eip7702: bool,
+    account: Option<&AccountInfo>,
+    registered: Option<&KnownPermission>,
+) -> DecodeOptions {
+    DecodeOptions {
+        chain_id: Some(chain_id),
+        kernel_version: account
+            .and_then(|a| a.kernel_version)
+            .or(eip7702.then_some(crate::decode::KernelVersion::V3_3)),
+        root_owner: match account {
+            Some(a) if a.root_owner.is_some() => a.root_owner,
+            _ if eip7702 => Some(sender),
+            _ => None,
+        },
+        current_nonce: account.and_then(|a| a.current_nonce),
+        validation_nonce: registered.and_then(|r| r.stored.enable_nonce),
+    }
+}
+
+/// The validation id a nonce names (`None` for root ops).
+fn validation_id(n: &crate::decode::KernelNonce) -> Option<FixedBytes<21>> {
+    let mut id = [0u8; 21];
+    match n.validation_type {
+        ValidationType::Permission => {
+            id[0] = 0x02;
+            id[1..5].copy_from_slice(n.permission_id?.as_slice());
+        }
+        ValidationType::Validator => {
+            id[0] = 0x01;
+            id[1..].copy_from_slice(n.validator?.as_slice());
+        }
+        ValidationType::Root => return None,
+    }
+    Some(FixedBytes(id))
+}
+
+/// The selector Kernel's selector gate reads: the call data's, or after the `executeUserOp`
+/// prefix the inner call's.
+fn gated_selector(data: &[u8]) -> Option<FixedBytes<4>> {
+    let sel = data.get(..4)?;
+    if sel == crate::decode::calls::EXECUTE_USER_OP {
+        return data.get(4..8).map(FixedBytes::<4>::from_slice);
+    }
+    Some(FixedBytes::<4>::from_slice(sel))
+}
+
+/// What the chain says of a Kernel account, over what opgate learned: `None` when the chain does
+/// not show a Kernel there (not deployed, or another account), and what was learned stands.
+fn merge_account(sender: Address, known: Option<&AccountInfo>, c: &OnChain) -> Option<AccountInfo> {
+    let kernel_7702 = c.code == Code::Delegated(crate::decode::init::KERNEL_V3_3_IMPLEMENTATION);
+    if c.code == Code::None || (c.root_validator.is_none() && !kernel_7702) {
+        return None;
+    }
+    let mut info = known.cloned().unwrap_or_default();
+    if let Some(r) = c.root_validator {
+        let unset = r == FixedBytes::<21>::ZERO;
+        info.root_validator = (r[0] == 0x01).then(|| Address::from_slice(&r[1..]));
+        info.root_owner = match c.root_owner {
+            Some(o) => Some(o),
+            None if unset && kernel_7702 => Some(sender),
+            None => None,
+        };
+    }
+    info.eip7702 = kernel_7702;
+    if kernel_7702 && info.root_validator.is_none() {
+        info.root_owner = Some(sender);
+    }
+    info.kernel_version = c.kernel_version.or(info.kernel_version);
+    info.current_nonce = c.current_nonce.or(info.current_nonce);
+    info.valid_nonce_from = c.valid_nonce_from.or(info.valid_nonce_from);
+    if let Some(v) = c.validation.as_ref().filter(|v| v.id[0] == 0x01) {
+        let validator = Address::from_slice(&v.id[1..]);
+        info.validators.retain(|x| *x != validator);
+        if v.installed() {
+            info.validators.push(validator);
+        }
+    }
+    Some(info)
+}
+
+/// The registry's permission as the chain shows it: what was learned from a relayed op is
+/// confirmed once the chain has it and dropped when its op did not land within the chain's
+/// `pending_timeout`; a permission the chain no longer has is recorded as uninstalled. Changes
+/// are written back (every replica sees them) after the decision, off its path.
+fn resolve(
+    gate: &Gate,
+    chain: &Chain,
+    sender: Address,
+    r: Arc<KnownPermission>,
+    v: &OnChainValidation,
+    now: u64,
+) -> Option<Arc<KnownPermission>> {
+    let stored = &r.stored;
+    let matches = v
+        .permission
+        .as_ref()
+        .is_none_or(|p| p.mismatch(&r.permission).is_none());
+    let (outcome, next): (&str, Option<StoredPermission>) = match (stored.uninstalled, v.installed()) {
+        (true, false) | (false, true) if stored.pending.is_some() && (matches || stored.uninstalled) => (
+            "confirmed",
+            Some(StoredPermission {
+                pending: None,
+                ..stored.clone()
+            }),
+        ),
+        (true, true) if stored.expired(now) && matches => (
+            "revived",
+            Some(StoredPermission {
+                pending: None,
+                uninstalled: false,
+                ..stored.clone()
+            }),
+        ),
+        (false, true) if !matches && stored.expired(now) => ("dropped", None),
+        (false, false) if stored.expired(now) => ("dropped", None),
+        (false, false) if stored.pending.is_none() && stored.source != Source::Operator => (
+            "uninstalled",
+            Some(StoredPermission {
+                uninstalled: true,
+                ..stored.clone()
+            }),
+        ),
+        _ => return Some(r),
+    };
+    gate.metrics.lifecycle(&chain.label, outcome);
+    let Some(id) = v.id.get(1..5).map(FixedBytes::<4>::from_slice) else {
+        return Some(r);
+    };
+    let chain_id = chain.id.unwrap_or_default();
+    let registry = gate.registry.clone();
+    let view = next.as_ref().map(|s| {
+        Arc::new(KnownPermission {
+            permission: r.permission.clone(),
+            stored: s.clone(),
+        })
+    });
+    tracing::info!(%sender, permission_id = %id, outcome, "learned permission state resolved against the chain");
+    tokio::spawn(async move {
+        let written = match next {
+            Some(s) => registry.put_permission(chain_id, sender, id, &s).await,
+            None => registry.delete_permission(chain_id, sender, id).await.map(|_| ()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not record the chain's view of a permission");
+        }
+    });
+    view
 }
 
 fn split_params(params: Option<&RawValue>) -> Result<(&RawValue, Address), RpcFailure> {
@@ -698,6 +946,26 @@ pub struct Explanation {
     /// The simulation's outcome and effects; `null` when the chain does not simulate (or the
     /// pure policies already refused the op).
     pub simulation: Option<SimulationView>,
+    /// What opgate knew of the account when deciding, and where it came from.
+    pub account: AccountView,
+}
+
+/// The account as a decision saw it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    /// The root owner enable approvals and root ops are verified against.
+    pub root_owner: Option<String>,
+    /// Where it came from: `node`, `learned` (an op opgate relayed) or `op` (the op's own
+    /// `initialize`, or an EIP-7702 account being its own owner).
+    pub owner_source: Option<&'static str>,
+    /// The account as the chain's node has it (`null` without a node, or when not read).
+    pub on_chain: Option<Arc<OnChain>>,
+    /// The registry's entry for the op's permission: where it came from and whether it waits for
+    /// its op to land.
+    pub permission_source: Option<&'static str>,
+    /// Learned from a relayed op the chain has not shown yet.
+    pub pending: Option<Pending>,
 }
 
 /// The simulation as `opgate_explainUserOperation` shows it.
@@ -863,6 +1131,28 @@ pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         matched_policies: ev.matched,
         charges,
         simulation,
+        account: AccountView {
+            root_owner: p
+                .account
+                .as_ref()
+                .and_then(|a| a.root_owner)
+                .or_else(|| {
+                    p.decoded
+                        .detail
+                        .as_ref()
+                        .and_then(|k| k.deployment.as_ref())
+                        .and_then(|d| d.root_validator.as_ref())
+                        .and_then(|r| r.owner)
+                })
+                .map(crate::policy::hex_addr),
+            owner_source: p.owner_source.map(Provenance::as_str),
+            on_chain: p.on_chain.clone(),
+            permission_source: p.registered.as_ref().map(|r| match r.stored.source {
+                Source::Operator => "registered",
+                _ => "learned",
+            }),
+            pending: p.registered.as_ref().and_then(|r| r.stored.pending),
+        },
         decoded: p.decoded,
     })
 }

@@ -67,9 +67,33 @@ pub struct StoredPermission {
     /// enable approval, replayed, is recognised; it validates nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub uninstalled: bool,
+    /// Learned from an op opgate relayed on a chain with a node, not yet seen on chain: confirmed
+    /// when the node shows it, dropped when it does not within the chain's `pending_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// A change learned from a relayed op that the chain has not shown yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    /// The op that made it.
+    pub op: alloy_primitives::B256,
+    /// Until when (Unix seconds) it waits for the chain.
+    pub until: u64,
 }
 
 impl StoredPermission {
+    /// Whether it waits for its op to be included at `now`.
+    pub fn waiting(&self, now: u64) -> bool {
+        self.pending.is_some_and(|p| now <= p.until)
+    }
+
+    /// Whether its op was not included in time at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        self.pending.is_some_and(|p| now > p.until)
+    }
+
     /// Whether the validation has a real hook (`None`: not known). Kernel stores "no hook" as
     /// `address(1)`; the enable data may say `address(0)`.
     pub fn has_hook(&self) -> Option<bool> {

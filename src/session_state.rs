@@ -61,6 +61,20 @@ pub struct SessionState {
     pub valid_until: Option<u64>,
     /// Every limit.
     pub limits: Vec<LimitState>,
+    /// Where opgate's knowledge of the permission comes from: `learned` (an op it relayed),
+    /// `registered` (the admin API) or `node` (installed on chain, policies not known here).
+    pub source: Option<&'static str>,
+    /// Whether the permission is installed: as the chain's node says when the chain reads
+    /// accounts, else as opgate learned it.
+    pub installed: Option<bool>,
+    /// The `currentNonce` it was installed at (the chain's `validationConfig`, else learned).
+    pub enable_nonce: Option<u32>,
+    /// Its hook (`0x…01`: none), the chain's, else learned.
+    pub hook: Option<String>,
+    /// Learned from a relayed op the chain has not shown yet: that op and until when it waits.
+    pub pending: Option<crate::registry::Pending>,
+    /// The account as the chain's node has it (root owner, nonces, this permission's config).
+    pub on_chain: Option<std::sync::Arc<crate::accounts::OnChain>>,
 }
 
 fn parse_chain(v: &serde_json::Value) -> Option<u64> {
@@ -75,7 +89,7 @@ fn parse_chain(v: &serde_json::Value) -> Option<u64> {
 }
 
 /// Answers `opgate_getSessionState`.
-pub async fn get(gate: &Gate, _chain: &Chain, params: Option<&RawValue>) -> Result<SessionState, RpcFailure> {
+pub async fn get(gate: &Gate, served: &Chain, params: Option<&RawValue>) -> Result<SessionState, RpcFailure> {
     let usage = "params: expected [chainId, account, permissionIdOrSigner]";
     let items: Vec<serde_json::Value> = params
         .and_then(|p| serde_json::from_str(p.get()).ok())
@@ -128,14 +142,51 @@ pub async fn get(gate: &Gate, _chain: &Chain, params: Option<&RawValue>) -> Resu
             ))
         }
     };
-    let known = match pid {
+    let entry = match pid {
         Some(pid) => registry
             .permission(chain_id, account, pid)
             .await
-            .map_err(|e| store_failed(&e))?
-            .filter(|k| !k.stored.uninstalled),
+            .map_err(|e| store_failed(&e))?,
         None => None,
     };
+    let on_chain = match (&served.accounts, pid) {
+        (Some(a), Some(pid)) if served.id == Some(chain_id) => {
+            let mut vid = [0u8; 21];
+            vid[0] = 0x02;
+            vid[1..5].copy_from_slice(pid.as_slice());
+            let need = crate::accounts::Read {
+                account,
+                validation: Some(FixedBytes(vid)),
+                selector: None,
+            };
+            match a.reader.read(need).await {
+                Ok((c, _)) => Some(c),
+                Err(e) => {
+                    return Err(errors::node_unavailable(&format!(
+                        "the account's state could not be read from the chain's node: {e}"
+                    )))
+                }
+            }
+        }
+        _ => None,
+    };
+    let chain_validation = on_chain.as_ref().and_then(|c| c.validation.clone());
+    let installed = match (&chain_validation, &entry) {
+        (Some(v), _) => Some(v.installed()),
+        (None, Some(e)) => Some(!e.stored.uninstalled),
+        (None, None) => None,
+    };
+    let source = match (&entry, installed) {
+        (Some(e), _) => Some(match e.stored.source {
+            crate::registry::Source::Operator => "registered",
+            _ => "learned",
+        }),
+        (None, Some(true)) => Some("node"),
+        _ => None,
+    };
+    let known = entry
+        .clone()
+        .filter(|k| !k.stored.uninstalled && installed != Some(false));
     let signer = known
         .as_ref()
         .and_then(|k| k.permission.signer.address)
@@ -268,5 +319,20 @@ pub async fn get(gate: &Gate, _chain: &Chain, params: Option<&RawValue>) -> Resu
         valid_after,
         valid_until,
         limits,
+        source,
+        installed,
+        enable_nonce: chain_validation
+            .as_ref()
+            .filter(|v| v.installed())
+            .map(|v| v.nonce)
+            .or(entry.as_ref().and_then(|e| e.stored.enable_nonce)),
+        hook: chain_validation
+            .as_ref()
+            .filter(|v| v.installed())
+            .map(|v| v.hook)
+            .or(entry.as_ref().and_then(|e| e.stored.hook))
+            .map(hex_addr),
+        pending: entry.as_ref().and_then(|e| e.stored.pending),
+        on_chain,
     })
 }

@@ -132,6 +132,8 @@ fuzz_target!(|data: &[u8]| {
         simulation: None,
         account: None,
         previous: None,
+        registered: None,
+        node: Default::default(),
         delegated: &delegated,
         now: u64::from_be_bytes(head[..8].try_into().unwrap_or_default()) >> 24,
     };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use raw::{RawConfig, RawEndpoint, RawSimulation, RawTls, RawUpstream};
+use raw::{RawAccounts, RawConfig, RawEndpoint, RawSimulation, RawTls, RawUpstream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use url::Url;
@@ -273,7 +273,38 @@ pub struct SimulationConfig {
     pub reject_reverting: bool,
     /// Simulations running at once; more wait their turn within their deadline.
     pub max_concurrent: u32,
+    /// `[chains.simulation] enabled`: simulate ops (default); `false` keeps the node for account
+    /// reads only.
+    pub simulate: bool,
+    /// `[chains.accounts]`: account state read from the node.
+    pub accounts: AccountsConfig,
 }
+
+/// `[chains.accounts]`: what opgate reads of an account from the chain's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountsConfig {
+    /// Read each Kernel account's state (root owner, nonces, the op's validation) from the node
+    /// (default); `false` decides from what opgate learned alone.
+    pub read_from_node: bool,
+    /// How often the head is polled; account reads are cached per head.
+    pub head_poll: Duration,
+    /// How long what opgate learned from a relayed op waits for the chain to show it before it is
+    /// dropped.
+    pub pending_timeout: Duration,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            read_from_node: true,
+            head_poll: DEFAULT_HEAD_POLL,
+            pending_timeout: DEFAULT_PENDING_TIMEOUT,
+        }
+    }
+}
+
+const DEFAULT_HEAD_POLL: Duration = Duration::from_secs(1);
+const DEFAULT_PENDING_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for SimulationConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,6 +317,8 @@ impl std::fmt::Debug for SimulationConfig {
             .field("bundler", &self.bundler)
             .field("reject_reverting", &self.reject_reverting)
             .field("max_concurrent", &self.max_concurrent)
+            .field("simulate", &self.simulate)
+            .field("accounts", &self.accounts)
             .finish()
     }
 }
@@ -510,7 +543,7 @@ impl Config {
                 let key = format!("{key}.upstreams[{j}]");
                 upstreams.push(upstream(&key, j, up, upstream_timeout)?);
             }
-            let simulation = simulation(&key, chain.node.as_ref(), &chain.simulation)?;
+            let simulation = simulation(&key, chain.node.as_ref(), &chain.simulation, &chain.accounts)?;
             chains.push(ChainConfig {
                 id: Some(chain.id),
                 upstreams,
@@ -578,11 +611,17 @@ impl Config {
                     "say which chain the node serves with --chain-id (a chain that is served)",
                 ));
             };
-            let (key, raw_sim) = match ov.chain_id.and_then(|id| raw.chains.iter().position(|c| c.id == id)) {
-                Some(j) => (format!("chains[{j}]"), &raw.chains[j].simulation),
-                None => ("--node".to_string(), &RawSimulation::default()),
-            };
-            chains[i].simulation = simulation(&key, Some(&RawEndpoint::Url(node.clone())), raw_sim)?;
+            let defaults = (RawSimulation::default(), RawAccounts::default());
+            let (key, raw_sim, raw_accounts) =
+                match ov.chain_id.and_then(|id| raw.chains.iter().position(|c| c.id == id)) {
+                    Some(j) => (
+                        format!("chains[{j}]"),
+                        &raw.chains[j].simulation,
+                        &raw.chains[j].accounts,
+                    ),
+                    None => ("--node".to_string(), &defaults.0, &defaults.1),
+                };
+            chains[i].simulation = simulation(&key, Some(&RawEndpoint::Url(node.clone())), raw_sim, raw_accounts)?;
         }
 
         let tls = tls(&raw.tls, ov.tls_ca_file.as_deref())?;
@@ -675,6 +714,7 @@ fn simulation(
     key: &str,
     node: Option<&RawEndpoint>,
     raw: &RawSimulation,
+    raw_accounts: &RawAccounts,
 ) -> Result<Option<SimulationConfig>, ConfigError> {
     let (node, headers, node_key) = match node {
         None => return Ok(None),
@@ -708,6 +748,16 @@ fn simulation(
             "credentials both in the URL (user:password@) and in an Authorization header: keep one",
         ));
     }
+    let akey = format!("{key}.accounts");
+    let accounts = AccountsConfig {
+        read_from_node: raw_accounts.read_from_node.unwrap_or(true),
+        head_poll: duration(&format!("{akey}.head_poll"), &raw_accounts.head_poll, DEFAULT_HEAD_POLL)?,
+        pending_timeout: duration(
+            &format!("{akey}.pending_timeout"),
+            &raw_accounts.pending_timeout,
+            DEFAULT_PENDING_TIMEOUT,
+        )?,
+    };
     let key = format!("{key}.simulation");
     let on_sim_error = match &raw.on_sim_error {
         Some(v) => OnError::parse(&format!("{key}.on_sim_error"), v)?,
@@ -732,6 +782,8 @@ fn simulation(
         bundler,
         reject_reverting: raw.reject_reverting.unwrap_or(false),
         max_concurrent,
+        simulate: raw.enabled.unwrap_or(true),
+        accounts,
     }))
 }
 

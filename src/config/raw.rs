@@ -213,11 +213,22 @@ pub(crate) struct RawChain {
     pub(crate) node: Option<RawEndpoint>,
     #[serde(default)]
     pub(crate) simulation: RawSimulation,
+    #[serde(default)]
+    pub(crate) accounts: RawAccounts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccounts {
+    pub(crate) read_from_node: Option<bool>,
+    pub(crate) head_poll: Option<String>,
+    pub(crate) pending_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSimulation {
+    pub(crate) enabled: Option<bool>,
     pub(crate) on_sim_error: Option<String>,
     pub(crate) timeout: Option<String>,
     pub(crate) bundler: Option<String>,

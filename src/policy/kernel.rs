@@ -11,7 +11,8 @@
 use alloy_primitives::{keccak256, Address, FixedBytes, U256};
 
 use super::words::word_at;
-use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection, Settings};
+use super::{hex_addr, ChargeOrigin, Evaluation, NodeView, OpContext, Planned, Reason, Rejection, Settings};
+use crate::accounts::{OnChain, OnChainValidation};
 use crate::config::{OnError, Relaxations};
 use crate::decode::calls::{ExecCallType, EXECUTE_USER_OP, KERNEL_EXECUTE};
 use crate::decode::ecdsa::{matching_scheme, recover, recover_eip191};
@@ -96,6 +97,32 @@ pub(crate) fn evaluate(
             ),
         ));
     }
+    match ctx.node {
+        NodeView::Failed { error, refuse: true } => {
+            return Err(Rejection::new(
+                Reason::SimulationUnavailable,
+                "node",
+                "accountState",
+                format!("the account's state could not be read from the chain's node ({error}); nothing was relayed"),
+            ))
+        }
+        NodeView::Failed { error, refuse: false } => ev.verdict(
+            "node",
+            "accountState",
+            "not-evaluated",
+            Some(format!(
+                "the account's state could not be read from the chain's node ({error}); decided on what opgate \
+                 learned (on_sim_error = allow)"
+            )),
+        ),
+        NodeView::Read(c) => ev.verdict(
+            "node",
+            "accountState",
+            "pass",
+            Some(format!("read at block {}", c.block)),
+        ),
+        NodeView::None => {}
+    }
     if k.replayable && !allow.cross_chain_replay {
         plan_replay_guard(ctx, settings, ev);
     }
@@ -107,11 +134,35 @@ pub(crate) fn evaluate(
         ValidationType::Validator => return validator(ctx, k, settings, ev),
         ValidationType::Permission => {}
     }
-    if n.mode == ValidationMode::Enable {
-        reinstall(ctx, k)?;
+    let on_chain = match ctx.node {
+        NodeView::Read(c) => c.validation.as_ref().map(|v| (c, v)),
+        _ => None,
+    };
+    match on_chain {
+        Some((c, v)) => lifecycle(ctx, k, n.mode, c, v, ev)?,
+        None if n.mode == ValidationMode::Enable => reinstall(ctx, k)?,
+        None => {}
     }
     let pid = n.permission_id.unwrap_or_default();
     let Some(s) = ctx.session else {
+        if let Some(r) = ctx
+            .registered
+            .filter(|r| r.stored.uninstalled && n.mode == ValidationMode::Default)
+        {
+            return Err(Rejection::new(
+                Reason::Revoked,
+                SESSION,
+                "uninstalled",
+                match r.stored.pending {
+                    Some(p) if r.stored.waiting(ctx.now) => format!(
+                        "the owner's op uninstalling permission {pid} ({}) was relayed and is on its way; the key is \
+                         revoked",
+                        p.op
+                    ),
+                    _ => format!("permission {pid} was uninstalled by the owner (uninstallValidation)"),
+                },
+            ));
+        }
         let detail = format!(
             "permission {pid} of account {} is not known to opgate: it was not enabled through it and \
              was not registered",
@@ -407,6 +458,154 @@ pub fn replay_counter(chain_agnostic_hash: alloy_primitives::B256) -> String {
     format!("replay:{chain_agnostic_hash}")
 }
 
+/// A permission op checked against the account as the chain has it (`validationConfig`,
+/// `permissionConfig`, `validNonceFrom`, the selector grant), over what opgate learned:
+/// - default mode: the permission must be installed (else `Revoked`, or `UnknownPermission` while
+///   the op that installs it is on its way), installed at or above `validNonceFrom` (`Revoked`),
+///   with the signer and policies opgate enforces (else it was re-issued outside opgate, whose
+///   policies opgate does not know: `UnknownPermission`), and granted the gated selector;
+/// - enable mode: an id installed with another signer or other policies is refused
+///   (`InvalidPermission`) unless `invalidateNonce` killed it; on v3.0–v3.2 the same id at the
+///   current nonce reverts on chain; an id the chain no longer has, enabled again with the
+///   approval opgate saw for it, is the revoked key coming back (`Revoked`).
+fn lifecycle(
+    ctx: &OpContext<'_>,
+    k: &KernelDecoded,
+    mode: ValidationMode,
+    c: &OnChain,
+    v: &OnChainValidation,
+    ev: &mut Evaluation,
+) -> Result<(), Rejection> {
+    let pid = ctx.permission_id().unwrap_or_default();
+    let account = hex_addr(ctx.sender());
+    let at = format!("block {}, read from the node", c.block);
+    let dead = c.valid_nonce_from.filter(|from| v.installed() && v.nonce < *from);
+    let known = ctx.registered;
+    if mode == ValidationMode::Enable {
+        let Some(e) = k.enable.as_ref() else { return Ok(()) };
+        if v.installed() && dead.is_none() {
+            if let (Some(p), Some(installed)) = (k.permission.as_ref(), v.permission.as_ref()) {
+                if let Some(m) = installed.mismatch(p) {
+                    return Err(Rejection::new(
+                        Reason::InvalidPermission,
+                        SESSION,
+                        "enable.reinstall",
+                        format!(
+                            "permission {pid} is installed on account {account} with another signer or other policies \
+                             ({m}; {at}); a live permission id is not re-issued until the owner uninstalls it or \
+                             invalidates its nonce"
+                        ),
+                    ));
+                }
+            }
+            let version = e.kernel_version.or(c.kernel_version);
+            if version.is_some_and(|v| v < KernelVersion::V3_3) && c.current_nonce == Some(v.nonce) {
+                return Err(Rejection::new(
+                    Reason::InvalidPermission,
+                    SESSION,
+                    "enable.reinstall",
+                    format!(
+                        "permission {pid} is live on account {account} at nonce {} ({at}); Kernel {} cannot install \
+                         it again (InvalidNonce) until the owner uninstalls it or moves the nonce",
+                        v.nonce,
+                        version.map(|v| v.domain_version()).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if !v.installed() {
+            if let Some(r) = known.filter(|r| !r.stored.waiting(ctx.now)) {
+                if e.data.validator_data == r.stored.validator_data && e.digest_nonce == r.stored.enable_nonce {
+                    return Err(Rejection::new(
+                        Reason::Revoked,
+                        SESSION,
+                        "enable.uninstalled",
+                        format!(
+                            "permission {pid} is no longer installed on account {account} ({at}): the owner \
+                             uninstalled it, and this is its old enable approval sent again"
+                        ),
+                    ));
+                }
+            }
+        }
+        ev.pass(SESSION, "onChain");
+        return Ok(());
+    }
+    if !v.installed() {
+        return Err(match known {
+            Some(r) if !r.stored.uninstalled && r.stored.waiting(ctx.now) => Rejection::new(
+                Reason::UnknownPermission,
+                SESSION,
+                "onChain.installed",
+                format!(
+                    "permission {pid} is not installed on account {account} yet ({at}): the op that installs it \
+                     ({}) is not included; its ops validate once it is",
+                    r.stored.pending.map(|p| p.op.to_string()).unwrap_or_default()
+                ),
+            ),
+            Some(_) => Rejection::new(
+                Reason::Revoked,
+                SESSION,
+                "onChain.installed",
+                format!("permission {pid} is not installed on account {account} ({at}): the owner uninstalled it"),
+            ),
+            None => Rejection::new(
+                Reason::UnknownPermission,
+                SESSION,
+                "onChain.installed",
+                format!("permission {pid} is not installed on account {account} ({at})"),
+            ),
+        });
+    }
+    if let Some(from) = dead {
+        return Err(Rejection::new(
+            Reason::Revoked,
+            SESSION,
+            "validNonceFrom",
+            format!(
+                "permission {pid} was installed at nonce {}; the owner invalidated every non-root validation below \
+                 nonce {from} (invalidateNonce; {at}), so the Kernel refuses it (InvalidNonce)",
+                v.nonce
+            ),
+        ));
+    }
+    if let Some(r) = known {
+        if r.stored.uninstalled && r.stored.waiting(ctx.now) {
+            return Err(Rejection::new(
+                Reason::Revoked,
+                SESSION,
+                "uninstalled",
+                format!(
+                    "the owner's op uninstalling permission {pid} ({}) was relayed and is on its way; the key is \
+                     revoked",
+                    r.stored.pending.map(|p| p.op.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(m) = v.permission.as_ref().and_then(|p| p.mismatch(&r.permission)) {
+            return Err(Rejection::new(
+                Reason::UnknownPermission,
+                SESSION,
+                "onChain.permission",
+                format!(
+                    "permission {pid} is installed on account {account} with other policies than opgate knows ({m}; \
+                     {at}): it was re-issued outside opgate, and its new policies are not known here"
+                ),
+            ));
+        }
+    }
+    if let Some((sel, false)) = v.selector {
+        return Err(Rejection::new(
+            Reason::SelectorNotGranted,
+            SESSION,
+            "selector",
+            format!("selector {sel} is not granted to permission {pid} on account {account} ({at})"),
+        ));
+    }
+    ev.pass(SESSION, "onChain");
+    Ok(())
+}
+
 /// Enabling a permission id that is live on the account: refused with another signer or other
 /// policies (every release), and on Kernel v3.0–v3.2 at the account's current nonce, which
 /// reverts (`InvalidNonce`). After the owner uninstalled the id, its old approval sent again is
@@ -584,6 +783,22 @@ fn validator(
     let root = k.deployment.as_ref().and_then(|d| d.root_validator.as_ref());
     let is_root = root.and_then(|r| r.address) == Some(v) || ctx.account.and_then(|a| a.root_validator) == Some(v);
     let enabling = k.enable.as_ref().is_some_and(|e| e.validator.is_some());
+    let on_chain = match ctx.node {
+        NodeView::Read(c) => c.validation.as_ref().map(|x| (c.block, x.installed())),
+        _ => None,
+    };
+    if let (Some((block, false)), false, false) = (on_chain, is_root, enabling) {
+        return Err(Rejection::new(
+            Reason::UnknownValidator,
+            SESSION,
+            "validator",
+            format!(
+                "validator {} is not installed on account {} (block {block}, read from the node)",
+                hex_addr(v),
+                hex_addr(ctx.sender())
+            ),
+        ));
+    }
     let known = is_root || enabling || ctx.account.is_some_and(|a| a.has_validator(v));
     if !known {
         let detail = format!(

@@ -337,6 +337,27 @@ pub struct OpContext<'a> {
     pub previous: Option<&'a KnownPermission>,
     /// Calls made by declared delegates the op delegatecalls ([`delegated_calls`]).
     pub delegated: &'a [DelegatedCall],
+    /// The registry's entry under the op's permission id (tombstones and pending entries too).
+    pub registered: Option<&'a KnownPermission>,
+    /// What the chain's node said of the account.
+    pub node: NodeView<'a>,
+}
+
+/// What the chain's node said of the op's account.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum NodeView<'a> {
+    /// The chain has no node to read accounts from (or the op is not a Kernel op).
+    #[default]
+    None,
+    /// The account as the chain has it.
+    Read(&'a crate::accounts::OnChain),
+    /// The read failed; `refuse` when the chain's `on_sim_error` is `reject`.
+    Failed {
+        /// Why.
+        error: &'a str,
+        /// Whether the op is refused for it.
+        refuse: bool,
+    },
 }
 
 impl OpContext<'_> {

@@ -97,6 +97,18 @@ pub fn store_unavailable() -> RpcFailure {
     }
 }
 
+/// The chain's node could not be read for a query (`opgate_getSessionState`): retryable.
+pub fn node_unavailable(detail: &str) -> RpcFailure {
+    RpcFailure {
+        error: ErrorObject::owned(
+            codes::SIMULATION_UNAVAILABLE,
+            "the chain's node could not be read",
+            Some(json!({ "reason": "SimulationUnavailable", "policy": "node", "detail": detail, "retryable": true })),
+        ),
+        outcome: Outcome::Rejected,
+    }
+}
+
 /// An error answer together with how it is counted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcFailure {

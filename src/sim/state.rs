@@ -245,6 +245,42 @@ impl Node {
         h.ok_or_else(|| NodeError("the node has no latest block".into()))
     }
 
+    /// The latest block number (`eth_blockNumber`).
+    pub async fn block_number(&self) -> Result<u64, NodeError> {
+        self.trip();
+        let n: U64 = self
+            .provider
+            .client()
+            .request_noparams("eth_blockNumber")
+            .await
+            .map_err(NodeError::of)?;
+        Ok(n.to::<u64>())
+    }
+
+    /// Sends `calls` (method, params) in one batch: one round trip. The batch fails when the round
+    /// trip does; each call's own error (a revert, a method the node lacks) is its own answer.
+    pub async fn batch(
+        &self,
+        calls: &[(&'static str, serde_json::Value)],
+    ) -> Result<Vec<Result<serde_json::Value, String>>, NodeError> {
+        let mut batch = BatchRequest::new(self.provider.client());
+        let mut waiters = Vec::with_capacity(calls.len());
+        for (method, params) in calls {
+            waiters.push(
+                batch
+                    .add_call::<_, serde_json::Value>(*method, params)
+                    .map_err(NodeError::of)?,
+            );
+        }
+        self.trip();
+        batch.send().await.map_err(NodeError::of)?;
+        let mut answers = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            answers.push(w.await.map_err(|e| e.to_string()));
+        }
+        Ok(answers)
+    }
+
     /// `eth_createAccessList` for a call at `block`: the accounts and slots it touches.
     pub async fn access_list(
         &self,

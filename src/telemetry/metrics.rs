@@ -199,6 +199,8 @@ pub struct DecisionMetrics {
     simulations: IntCounterVec,
     simulation_fallbacks: IntCounterVec,
     store_entries: IntGauge,
+    account_reads: IntCounterVec,
+    lifecycle: IntCounterVec,
 }
 
 impl std::fmt::Debug for DecisionMetrics {
@@ -278,6 +280,17 @@ impl DecisionMetrics {
     /// (`action`: `allowed` or `rejected`).
     pub fn simulation_fallback(&self, chain: &str, action: &str) {
         self.simulation_fallbacks.with_label_values(&[chain, action]).inc();
+    }
+
+    /// Counts an account state read (`outcome`: `cached`, `read`, `failed`).
+    pub fn account_read(&self, chain: &str, outcome: &str) {
+        self.account_reads.with_label_values(&[chain, outcome]).inc();
+    }
+
+    /// Counts what became of state learned from a relayed op once the chain was read (`outcome`:
+    /// `confirmed`, `dropped`, `revived`, `uninstalled`).
+    pub fn lifecycle(&self, chain: &str, outcome: &str) {
+        self.lifecycle.with_label_values(&[chain, outcome]).inc();
     }
 
     /// Entries the memory store holds (`[store] max_entries` bounds them).
@@ -480,6 +493,29 @@ impl Metrics {
                         "Sends decided by on_sim_error because the simulation could not answer, by action",
                     ),
                     &["chain", "action"],
+                )
+                .expect("valid"),
+            ),
+            account_reads: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "account_reads_total",
+                        "Account state reads from the chain's node, by outcome (cached, read, failed)",
+                    ),
+                    &["chain", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            lifecycle: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "learned_state_total",
+                        "State learned from relayed ops, as the chain later showed it (confirmed, dropped, revived, \
+                         uninstalled)",
+                    ),
+                    &["chain", "outcome"],
                 )
                 .expect("valid"),
             ),

@@ -22,6 +22,15 @@ pub(crate) struct Devnet {
 
 impl Devnet {
     pub(crate) async fn up() -> Self {
+        Self::start(false).await
+    }
+
+    /// Anvil with the EntryPoints and factories deployed, and no bundler.
+    pub(crate) async fn anvil_only() -> Self {
+        Self::start(true).await
+    }
+
+    async fn start(no_bundler: bool) -> Self {
         let free = || async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             l.local_addr().unwrap().port()
@@ -39,6 +48,7 @@ impl Devnet {
                 .env("DEVNET_DIR", &dir)
                 .env("DEVNET_ANVIL_PORT", anvil_port.to_string())
                 .env("DEVNET_BUNDLER_PORT", bundler_port.to_string())
+                .env("DEVNET_NO_BUNDLER", if no_bundler { "1" } else { "0" })
                 .output()
                 .unwrap()
         })

@@ -19,6 +19,8 @@ mod decode_units;
 mod decode_vectors;
 mod devnet;
 mod hostile_clients;
+mod kernel_ops;
+mod lifecycle;
 mod never_tricked;
 mod policy;
 mod policy_vectors;

@@ -553,6 +553,7 @@ async fn session_signatures_over_either_hash_are_accepted_and_other_keys_refused
         hook: None,
         enable_nonce: None,
         uninstalled: false,
+        pending: None,
     };
     app.gate()
         .registry

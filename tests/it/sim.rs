@@ -191,6 +191,8 @@ pub(crate) fn sim_config(node: &str) -> SimulationConfig {
         bundler: DEFAULT_SIM_BUNDLER,
         reject_reverting: false,
         max_concurrent: 4,
+        simulate: true,
+        accounts: Default::default(),
     }
 }
 
