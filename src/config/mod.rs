@@ -926,6 +926,38 @@ mod tests {
     }
 
     #[test]
+    fn account_reads_are_on_with_a_node_and_configurable() {
+        let base = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\nnode = \"http://n:8545\"\n";
+        let c = Config::from_toml(base, &Overrides::default()).unwrap();
+        let s = c.chains[0].simulation.as_ref().unwrap();
+        assert!(s.simulate);
+        assert_eq!(s.accounts, AccountsConfig::default());
+        assert!(s.accounts.read_from_node);
+
+        let text = format!(
+            "{base}[chains.simulation]\nenabled = false\n[chains.accounts]\nread_from_node = false\n\
+             head_poll = \"250ms\"\npending_timeout = \"2m\"\n"
+        );
+        let c = Config::from_toml(&text, &Overrides::default()).unwrap();
+        let s = c.chains[0].simulation.as_ref().unwrap();
+        assert!(!s.simulate);
+        assert_eq!(
+            s.accounts,
+            AccountsConfig {
+                read_from_node: false,
+                head_poll: Duration::from_millis(250),
+                pending_timeout: Duration::from_secs(120),
+            }
+        );
+
+        let bad = format!("{base}[chains.accounts]\nhead_poll = \"0s\"\n");
+        let e = Config::from_toml(&bad, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("chains[0].accounts.head_poll"), "{e}");
+        let bad = format!("{base}[chains.accounts]\nheadpoll = \"1s\"\n");
+        assert!(Config::from_toml(&bad, &Overrides::default()).is_err());
+    }
+
+    #[test]
     fn simulation_is_off_without_a_node() {
         let text = "[[chains]]\nid = 1\nupstreams = [\"http://a\"]\n";
         let c = Config::from_toml(text, &Overrides::default()).unwrap();

@@ -25,6 +25,8 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     decisions.store_fallback("1", "allowed");
     decisions.simulation("1", "ok");
     decisions.simulation_fallback("1", "allowed");
+    decisions.account_read("1", "read");
+    decisions.lifecycle("1", "confirmed");
     metrics
         .registry()
         .gather()
