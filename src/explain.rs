@@ -131,6 +131,11 @@ pub struct EnableView {
     pub merkle_root: Option<String>,
     /// The address recovered from the approval, when computable.
     pub approver: Option<String>,
+    /// The root owner the approval was verified against (`null`: not known, the chain decides);
+    /// `opgate_explainUserOperation`'s `account.ownerSource` says where it came from.
+    pub owner: Option<String>,
+    /// Whether the approval is the owner's (`null`: cannot be told).
+    pub approved: Option<bool>,
 }
 
 /// The Kernel-specific part.
@@ -352,6 +357,8 @@ fn kernel_view(k: &KernelDecoded, calls: &[CallView]) -> KernelView {
         multichain: e.multichain,
         merkle_root: e.merkle_root.map(hex_lower),
         approver: e.approver.map(addr),
+        owner: e.owner.map(addr),
+        approved: e.approved,
     });
     KernelView {
         nonce,

@@ -83,6 +83,9 @@ pub struct EnableInfo {
     /// Whether the approver is the known root owner (and, for the Merkle form, the digest is
     /// under the signed root); `None` when either cannot be told.
     pub approved: Option<bool>,
+    /// The root owner the approval was verified against: the caller's (registry, node) or the
+    /// deploying op's own.
+    pub owner: Option<Address>,
     /// Whether [`KernelDecoded::verify_approval`] has run.
     #[serde(skip)]
     pub approval_checked: bool,
@@ -332,6 +335,7 @@ fn enable_info(
         approver: None,
         approver_scheme: None,
         approved: None,
+        owner: None,
         approval_checked: false,
         data,
     }
@@ -363,6 +367,7 @@ impl KernelDecoded {
         info.approval_checked = true;
         let root = info.root_validator.as_ref();
         let owner = opts.root_owner.or_else(|| root.and_then(|r| r.owner));
+        info.owner = owner;
         let current = opts.current_nonce.unwrap_or(1);
         let vnonce = opts.validation_nonce.unwrap_or(0);
         let chain_id = if info.data.replayable { Some(0) } else { opts.chain_id };

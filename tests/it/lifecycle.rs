@@ -376,6 +376,9 @@ async fn accounts_changed_around_opgate(chain: &Chain, store: &str, base: u8) {
             Some(a.owner_address().to_string().to_lowercase()),
             "{l}: the owner read from the node verifies the approval: {e}"
         );
+        let approval = &e["decoded"]["kernel"]["enable"];
+        assert_eq!(approval["approved"], true, "{l}: {e}");
+        assert_eq!(approval["owner"], e["account"]["rootOwner"], "{l}: {e}");
         h.forwards(
             CHAIN,
             &genuine,
