@@ -483,7 +483,10 @@ fn lifecycle(
     let known = ctx.registered;
     if mode == ValidationMode::Enable {
         let Some(e) = k.enable.as_ref() else { return Ok(()) };
-        if v.installed() && dead.is_none() {
+        // The owner's uninstall op, relayed through opgate, is on its way: the chain runs it
+        // before this op's re-issue (its nonce came first).
+        let uninstalling = known.is_some_and(|r| r.stored.uninstalled && r.stored.waiting(ctx.now));
+        if v.installed() && dead.is_none() && !uninstalling {
             if let (Some(p), Some(installed)) = (k.permission.as_ref(), v.permission.as_ref()) {
                 if let Some(m) = installed.mismatch(p) {
                     return Err(Rejection::new(

@@ -619,6 +619,41 @@ async fn learned_state_waits_for_the_chain(chain: &Chain, store: &str, base: u8)
     let s = state_becomes(&h, &b, "confirmed", |s| s["pending"].is_null()).await;
     assert_eq!(s["installed"], false, "{s}");
     assert_eq!(s["known"], false, "{s}");
+
+    // The owner uninstalls and at once re-issues the id with narrower policies, both through
+    // opgate: the re-issue is forwarded while the uninstall is on its way, and once both landed
+    // the new policies are enforced.
+    let c = Account::new(v, base + 2);
+    let block = chain.deploy(&c).await;
+    sees(&h, &c, block).await;
+    h.forwards(
+        CHAIN,
+        &enable_deployed(&c, &sudo_grant(), 1, 0, pay(1)),
+        "c's enable op",
+    )
+    .await;
+    let block = chain.install(&c, &sudo_grant(), 1).await;
+    sees(&h, &c, block).await;
+    h.forwards(CHAIN, &uninstall_op(&c, 0, &c.owner), "c's owner uninstalls")
+        .await;
+    h.forwards(
+        CHAIN,
+        &enable_deployed(&c, &narrow_grant(), 1, 1, pay(1)),
+        "the re-issue sent while the uninstall is on its way",
+    )
+    .await;
+    chain.uninstall(&c).await;
+    let block = chain.install(&c, &narrow_grant(), 1).await;
+    sees(&h, &c, block).await;
+    h.forwards(CHAIN, &session_pays(&c, 2, 100), "what the re-issued policies allow")
+        .await;
+    h.refuses(
+        CHAIN,
+        &session_pays(&c, 3, 101),
+        "ConditionFailed",
+        "what only the uninstalled policies allowed",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
