@@ -4,6 +4,7 @@
 //! Every error names the key it is about (`chains[0].upstreams[1].url`), so an operator can fix a
 //! file without reading code. Nothing in this module panics on input.
 
+pub mod cors;
 mod env;
 pub mod policy;
 mod raw;
@@ -20,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use url::Url;
 
+pub use cors::{CorsConfig, OriginRule};
 pub use env::expand as expand_env;
 pub use policy::{
     AdminConfig, Budget, CallRule, Condition, Constraint, CounterScope, Delegate, OnError, OperatorPolicy,
@@ -126,6 +128,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// `[server.cors]`: browser origins allowed to call the JSON-RPC listener; `None`: off.
+    pub cors: Option<CorsConfig>,
 }
 
 impl ServerConfig {
@@ -155,6 +159,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            cors: None,
         }
     }
 }
@@ -490,6 +495,7 @@ impl Config {
             idle_timeout: duration("server.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
             body_timeout: duration("server.body_timeout", &s.body_timeout, defaults.body_timeout)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace, defaults.shutdown_grace)?,
+            cors: cors::cors(s.cors.as_ref())?,
         };
         if server.max_connections_per_address > server.max_connections {
             if s.max_connections_per_address.is_some() {

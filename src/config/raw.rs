@@ -175,6 +175,17 @@ pub(crate) struct RawServer {
     pub(crate) idle_timeout: Option<String>,
     pub(crate) body_timeout: Option<String>,
     pub(crate) shutdown_grace: Option<String>,
+    pub(crate) cors: Option<RawCors>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCors {
+    #[serde(default)]
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) allowed_methods: Option<Vec<String>>,
+    pub(crate) allowed_headers: Option<Vec<String>>,
+    pub(crate) max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

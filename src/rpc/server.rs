@@ -18,7 +18,7 @@ use tower::{BoxError, ServiceExt};
 use super::gateway::Gateway;
 use super::handlers;
 use crate::chain::Chain;
-use crate::config::ServerConfig;
+use crate::config::{CorsConfig, ServerConfig};
 use crate::listener::{Busy, Clients, TimedBody};
 use crate::telemetry::Metrics;
 
@@ -40,6 +40,8 @@ struct Routes {
     /// Served at `/` when exactly one chain is configured.
     single: Option<ChainService>,
     chains: Vec<Arc<Chain>>,
+    /// `[server.cors]`, when on.
+    cors: Option<CorsConfig>,
 }
 
 /// The JSON-RPC HTTP server: a function of a bound listener and a shutdown future.
@@ -94,7 +96,12 @@ impl RpcServer {
         let single = if services.len() == 1 { services.pop() } else { None };
         let (connections_active, connections_rejected) = metrics.connections();
         Ok(Self {
-            routes: Arc::new(Routes { by_id, single, chains }),
+            routes: Arc::new(Routes {
+                by_id,
+                single,
+                chains,
+                cors: cfg.cors.clone(),
+            }),
             clients: Clients::new(cfg.client_limits(), metrics.connections_closed()),
             shutdown_grace: cfg.shutdown_grace,
             connections_active,
@@ -191,7 +198,61 @@ async fn route_busy(
     answer
 }
 
+/// [`route_path`] under CORS, when it is on: a preflight from a browser origin is answered here
+/// (never relayed), and every answer to an allowed origin carries its CORS headers.
 async fn route(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>) -> Result<HttpResponse, BoxError> {
+    let origin = routes.cors.as_ref().and_then(|_| {
+        req.headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let (Some(cors), Some(origin)) = (routes.cors.as_ref(), origin) else {
+        return route_path(routes, req).await;
+    };
+    if req.method() == http::Method::OPTIONS {
+        return Ok(preflight(cors, &origin));
+    }
+    let cors = cors.clone();
+    let mut response = route_path(routes, req).await?;
+    let headers = response.headers_mut();
+    headers.append(http::header::VARY, http::HeaderValue::from_static("origin"));
+    if cors.allows(&origin) {
+        if let Ok(v) = http::HeaderValue::from_str(&origin) {
+            headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.insert(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                http::HeaderValue::from_static("retry-after"),
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// The answer to a CORS preflight: 204 with what the origin may send, or 403 for an origin that
+/// is not allowed.
+fn preflight(cors: &CorsConfig, origin: &str) -> HttpResponse {
+    let allowed = cors.allows(origin);
+    let mut b = http::Response::builder()
+        .status(if allowed { 204 } else { 403 })
+        .header(http::header::VARY, "origin");
+    match http::HeaderValue::from_str(origin) {
+        Ok(o) if allowed => {
+            b = b
+                .header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, o)
+                .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, cors.methods.join(", "))
+                .header(http::header::ACCESS_CONTROL_ALLOW_HEADERS, cors.headers.join(", "))
+                .header(http::header::ACCESS_CONTROL_MAX_AGE, cors.max_age.as_secs().to_string());
+            b.body(HttpBody::empty()).expect("valid preflight answer")
+        }
+        _ => b
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(HttpBody::from("origin not allowed\n"))
+            .expect("valid preflight answer"),
+    }
+}
+
+async fn route_path(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>) -> Result<HttpResponse, BoxError> {
     let path = req.uri().path();
     match path {
         "/healthz" => return Ok(text(200, "ok\n")),

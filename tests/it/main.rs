@@ -9,6 +9,7 @@ mod admin;
 mod adversarial_vectors;
 mod binary;
 mod config_file;
+mod cors;
 mod dashboards;
 mod decode_adversarial;
 mod decode_adversarial_sigs;

@@ -284,6 +284,20 @@ async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
         .expect("answer within 30 s")
 }
 
+/// Sends a request; returns the status, the headers and the body text. Bounded by 30 s.
+pub async fn request(req: hyper::Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
+    let fut = async {
+        let resp = client().request(req).await.expect("server answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .expect("answer within 30 s")
+}
+
 /// POSTs `body` as JSON; returns the status and body text.
 pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, String) {
     send(
