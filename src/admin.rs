@@ -81,6 +81,8 @@ impl Admin {
             (&Method::POST, ["v1", "revocations"]) => self.revoke(&body).await,
             (&Method::DELETE, ["v1", "revocations", subject]) => self.unrevoke(subject).await,
             (&Method::POST, ["v1", "reload"]) => self.reload(),
+            (&Method::POST, ["v1", "tenants", name, "keys"]) => self.add_key(name, &body).await,
+            (&Method::DELETE, ["v1", "tenants", name, "keys"]) => self.revoke_key(name, &body).await,
             _ => error(StatusCode::NOT_FOUND, format!("no route {method} {path}")),
         }
     }
@@ -232,6 +234,35 @@ impl Admin {
         }
     }
 
+    async fn add_key(&self, tenant: &str, body: &[u8]) -> Answer {
+        let Some(key) = key_body(body) else {
+            return error(StatusCode::BAD_REQUEST, "body: expected {\"key\": \"…\"}");
+        };
+        match self.gate.access.add_key(tenant, &key).await {
+            Ok(()) => {
+                tracing::info!(tenant, "API key added");
+                (StatusCode::OK, json!({ "tenant": tenant, "added": true }))
+            }
+            Err(e @ crate::tenants::AccessError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+
+    async fn revoke_key(&self, tenant: &str, body: &[u8]) -> Answer {
+        let Some(key) = key_body(body) else {
+            return error(StatusCode::BAD_REQUEST, "body: expected {\"key\": \"…\"}");
+        };
+        match self.gate.access.revoke_key(tenant, &key).await {
+            Ok(was) => {
+                if was {
+                    tracing::info!(tenant, "API key revoked");
+                }
+                (StatusCode::OK, json!({ "tenant": tenant, "revoked": was }))
+            }
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
+
     fn reload(&self) -> Answer {
         let Some(path) = &self.config_path else {
             return error(StatusCode::CONFLICT, "opgate was started without a configuration file");
@@ -246,6 +277,16 @@ impl Admin {
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
+}
+
+/// The `key` of a `{"key": "…"}` body (never logged).
+fn key_body(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        key: String,
+    }
+    serde_json::from_slice::<Body>(body).ok().map(|b| b.key)
 }
 
 /// Serves the admin API until `shutdown` resolves.

@@ -64,7 +64,7 @@ impl App {
         let store = Arc::new(build_store(&config.store).await?);
         let registry = Arc::new(Registry::new(store.clone()));
         let gate = Arc::new(Gate {
-            store,
+            store: store.clone(),
             registry,
             clock,
             policies: std::sync::RwLock::new(Arc::new(config.policies.clone())),
@@ -72,6 +72,13 @@ impl App {
             on_error: config.store.on_error,
             metrics: metrics.decisions(),
             delegates: config.delegates.clone(),
+            access: Arc::new(crate::tenants::Access::new(
+                config.tenants.clone(),
+                config.server.requests_per_ip.clone(),
+                store.clone(),
+                config.store.on_error == crate::config::OnError::Allow,
+            )),
+            store_timeout: config.store.timeout,
         });
         let max_response = config.server.max_response_body_bytes as usize;
         // One client for every upstream and node: one TLS setup, one connection pool.
@@ -215,6 +222,12 @@ impl App {
         let (watch_stop, watch_stopped) = tokio::sync::oneshot::channel::<()>();
         let watch = tokio::spawn(self.gate.registry.clone().watch(watch_stopped.map(|_| ())));
         let (heads_stop, heads_stopped) = tokio::sync::watch::channel(false);
+        let keys = self.gate.access.keys_required().then(|| {
+            let mut stopped = heads_stopped.clone();
+            tokio::spawn(self.gate.access.clone().watch(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
         let heads: Vec<_> = self
             .chains
             .iter()
@@ -230,7 +243,7 @@ impl App {
         let _ = watch_stop.send(());
         let _ = watch.await;
         let _ = heads_stop.send(true);
-        for h in heads {
+        for h in heads.into_iter().chain(keys) {
             let _ = h.await;
         }
         let _ = admin_stop.send(());

@@ -43,4 +43,5 @@ pub mod session_state;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod userop;

@@ -61,6 +61,10 @@ pub struct Gate {
     pub metrics: DecisionMetrics,
     /// Delegatecall targets whose behaviour the operator declared.
     pub delegates: Vec<Delegate>,
+    /// API keys, tenants and request limits.
+    pub access: Arc<crate::tenants::Access>,
+    /// `[store].timeout`: bounds the key look-up and the request-limit check.
+    pub store_timeout: std::time::Duration,
 }
 
 impl Gate {
@@ -118,6 +122,8 @@ pub struct Prepared {
     pub owner_source: Option<Provenance>,
     /// How long what this op teaches waits for the chain (seconds); `None` without a node.
     pub pending_timeout: Option<u64>,
+    /// The tenant the request was admitted for (API keys).
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Prepared {
@@ -212,6 +218,7 @@ impl Prepared {
             previous: self.registered.as_deref().filter(|_| enable_mode),
             registered: self.registered.as_deref(),
             node: self.node_view(),
+            tenant: self.tenant.as_deref(),
             delegated: &delegated,
             chain_id: self.chain_id,
             entry_point: self.entry_point,
@@ -371,6 +378,16 @@ fn sim_verdict<'a>(chain: &Chain, p: &Prepared, s: &'a Simulated) -> Result<Opti
 
 /// Parses `[userOp, entryPoint]`, looks up what the registry knows and decodes.
 pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Prepared, RpcFailure> {
+    prepare_for(gate, chain, params, None).await
+}
+
+/// [`prepare`] for a request admitted for `tenant` (operator policies may match tenants).
+pub async fn prepare_for(
+    gate: &Gate,
+    chain: &Chain,
+    params: Option<&RawValue>,
+    tenant: Option<Arc<str>>,
+) -> Result<Prepared, RpcFailure> {
     let (raw_op, entry_point) = split_params(params)?;
     let op = userop::parse_user_operation_for(raw_op, entry_point)
         .map_err(|e| errors::invalid_params(format!("params[0]: {e}")))?;
@@ -482,6 +499,7 @@ pub async fn prepare(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> R
         node_error,
         owner_source,
         pending_timeout: chain.accounts.as_ref().map(|a| a.reader.pending_timeout.as_secs()),
+        tenant,
     })
 }
 
@@ -682,9 +700,19 @@ impl Decided {
 /// Decides one `eth_sendUserOperation` — decode, policies, reservation — without relaying it.
 /// After relaying, pass the answer to [`settle`].
 pub async fn decide(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Decided, RpcFailure> {
+    decide_for(gate, chain, params, None).await
+}
+
+/// [`decide`] for a request admitted for `tenant`.
+pub async fn decide_for(
+    gate: &Gate,
+    chain: &Chain,
+    params: Option<&RawValue>,
+    tenant: Option<Arc<str>>,
+) -> Result<Decided, RpcFailure> {
     let label = chain.label.as_str();
     let started = Instant::now();
-    let prepared = prepare(gate, chain, params).await?;
+    let prepared = prepare_for(gate, chain, params, tenant).await?;
     gate.metrics.stage(label, Stage::Decode, started.elapsed());
 
     let t = Instant::now();
@@ -738,8 +766,9 @@ pub async fn send_user_operation(
     gate: &Gate,
     chain: &Chain,
     params: Option<&RawValue>,
+    tenant: Option<Arc<str>>,
 ) -> Result<Box<RawValue>, RpcFailure> {
-    let decided = decide(gate, chain, params).await?;
+    let decided = decide_for(gate, chain, params, tenant).await?;
     let t = Instant::now();
     let answer = chain.relay.send_user_operation(params).await;
     gate.metrics.stage(&chain.label, Stage::Upstream, t.elapsed());
@@ -1037,8 +1066,13 @@ pub struct ChargeView {
 }
 
 /// Explains what a send of this op would do.
-pub async fn explain(gate: &Gate, chain: &Chain, params: Option<&RawValue>) -> Result<Explanation, RpcFailure> {
-    let p = prepare(gate, chain, params).await?;
+pub async fn explain(
+    gate: &Gate,
+    chain: &Chain,
+    params: Option<&RawValue>,
+    tenant: Option<Arc<str>>,
+) -> Result<Explanation, RpcFailure> {
+    let p = prepare_for(gate, chain, params, tenant).await?;
     let policies = gate.policies();
     let mut ev = p.evaluate(gate, &policies, None);
     let mut simulation = None;

@@ -89,7 +89,12 @@ fn parse_chain(v: &serde_json::Value) -> Option<u64> {
 }
 
 /// Answers `opgate_getSessionState`.
-pub async fn get(gate: &Gate, served: &Chain, params: Option<&RawValue>) -> Result<SessionState, RpcFailure> {
+pub async fn get(
+    gate: &Gate,
+    served: &Chain,
+    params: Option<&RawValue>,
+    tenant: Option<std::sync::Arc<str>>,
+) -> Result<SessionState, RpcFailure> {
     let usage = "params: expected [chainId, account, permissionIdOrSigner]";
     let items: Vec<serde_json::Value> = params
         .and_then(|p| serde_json::from_str(p.get()).ok())
@@ -254,6 +259,7 @@ pub async fn get(gate: &Gate, served: &Chain, params: Option<&RawValue>) -> Resu
         signer,
         entry_point: None,
         paymaster: None,
+        tenant: tenant.clone(),
     };
     for p in gate
         .policies()

@@ -134,6 +134,7 @@ fuzz_target!(|data: &[u8]| {
         previous: None,
         registered: None,
         node: Default::default(),
+        tenant: None,
         delegated: &delegated,
         now: u64::from_be_bytes(head[..8].try_into().unwrap_or_default()) >> 24,
     };

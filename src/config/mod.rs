@@ -8,6 +8,7 @@ pub mod cors;
 mod env;
 pub mod policy;
 mod raw;
+pub mod tenants;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use policy::{
     PolicyLimits, PolicyMatch, Relaxations, RuleCallType, SessionConfig, StoreBackend, StoreConfig, Token,
     TransferRule, Windows,
 };
+pub use tenants::{key_hash, Cidr, IpLimit, RequestRate, TenantConfig};
 
 /// Methods relayed by default. `debug_*` is deliberately absent: bundlers expose state-changing
 /// debug calls (`debug_bundler_clearState`, `debug_bundler_sendBundleNow`) that no public client
@@ -130,6 +132,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `[server.cors]`: browser origins allowed to call the JSON-RPC listener; `None`: off.
     pub cors: Option<CorsConfig>,
+    /// `[server.requests_per_ip]`: a request rate per client IP; `None`: off.
+    pub requests_per_ip: Option<IpLimit>,
 }
 
 impl ServerConfig {
@@ -160,6 +164,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             cors: None,
+            requests_per_ip: None,
         }
     }
 }
@@ -378,6 +383,8 @@ pub struct Config {
     pub policies: Vec<OperatorPolicy>,
     /// Delegatecall targets whose behaviour the operator declared.
     pub delegates: Vec<Delegate>,
+    /// `[[tenants]]`: with any, every JSON-RPC request needs one of their API keys.
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// Command-line values that take precedence over the file.
@@ -496,6 +503,7 @@ impl Config {
             body_timeout: duration("server.body_timeout", &s.body_timeout, defaults.body_timeout)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace, defaults.shutdown_grace)?,
             cors: cors::cors(s.cors.as_ref())?,
+            requests_per_ip: tenants::ip_limit(s.requests_per_ip.as_ref())?,
         };
         if server.max_connections_per_address > server.max_connections {
             if s.max_connections_per_address.is_some() {
@@ -659,6 +667,18 @@ impl Config {
             }
         }
 
+        let ids: Vec<Option<u64>> = chains.iter().map(|c| c.id).collect();
+        let tenants = tenants::tenants(&raw.tenants, &ids)?;
+        for (i, p) in policies.iter().enumerate() {
+            for (j, t) in p.matcher.tenants.iter().flatten().enumerate() {
+                if !tenants.iter().any(|x| &x.name == t) {
+                    return Err(invalid(
+                        format!("policies[{i}].match.tenants[{j}]"),
+                        format!("no tenant `{t}` is configured"),
+                    ));
+                }
+            }
+        }
         Ok(Self {
             server,
             log_format,
@@ -671,6 +691,7 @@ impl Config {
             admin,
             delegates,
             policies,
+            tenants,
         })
     }
 }

@@ -156,6 +156,8 @@ pub struct PolicyMatch {
     pub permission_ids: Option<Vec<FixedBytes<4>>>,
     /// Paymasters (an op without a paymaster does not match a present list).
     pub paymasters: Option<Vec<Address>>,
+    /// Tenants (a request without a tenant does not match a present list).
+    pub tenants: Option<Vec<String>>,
 }
 
 /// A condition on one ABI argument word.
@@ -545,6 +547,7 @@ fn policy(key: &str, p: &RawPolicy, default_on_error: OnError) -> Result<Operato
             })
             .transpose()?,
         paymasters: addresses(&mk("paymasters"), &m.paymasters)?,
+        tenants: m.tenants.clone(),
     };
     let limits = limits(&format!("{key}.limits"), &p.limits)?;
     let not_before = p

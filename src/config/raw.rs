@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     pub(crate) policies: Vec<RawPolicy>,
     #[serde(default)]
     pub(crate) delegates: Vec<RawDelegate>,
+    #[serde(default)]
+    pub(crate) tenants: Vec<super::tenants::RawTenant>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +103,7 @@ pub(crate) struct RawMatch {
     pub(crate) session_signers: Option<Vec<String>>,
     pub(crate) permission_ids: Option<Vec<String>>,
     pub(crate) paymasters: Option<Vec<String>>,
+    pub(crate) tenants: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +179,7 @@ pub(crate) struct RawServer {
     pub(crate) body_timeout: Option<String>,
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) cors: Option<RawCors>,
+    pub(crate) requests_per_ip: Option<super::tenants::RawIpLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]

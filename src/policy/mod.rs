@@ -341,6 +341,8 @@ pub struct OpContext<'a> {
     pub registered: Option<&'a KnownPermission>,
     /// What the chain's node said of the account.
     pub node: NodeView<'a>,
+    /// The tenant the request was admitted for (API keys), matched by `match.tenants`.
+    pub tenant: Option<&'a str>,
 }
 
 /// What the chain's node said of the op's account.

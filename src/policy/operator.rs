@@ -32,7 +32,7 @@ use crate::store::{Charge, Window};
 
 /// Who an operator policy is asked about: an op, or a session-state query (where the EntryPoint
 /// and paymaster are not known and do not restrict the match).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Subject {
     /// Chain id.
     pub chain_id: u64,
@@ -48,6 +48,8 @@ pub struct Subject {
     pub entry_point: Option<Address>,
     /// Paymaster: `Some(None)` for an op without one; `None` when not known.
     pub paymaster: Option<Option<Address>>,
+    /// The tenant the request was admitted for.
+    pub tenant: Option<std::sync::Arc<str>>,
 }
 
 /// The validation a session-scoped counter is keyed by.
@@ -88,6 +90,7 @@ impl Subject {
             signer: ctx.session_signer(),
             entry_point: Some(ctx.entry_point),
             paymaster: Some(ctx.op.paymaster()),
+            tenant: ctx.tenant.map(std::sync::Arc::from),
         }
     }
 }
@@ -109,6 +112,9 @@ pub fn matches_subject(p: &OperatorPolicy, s: &Subject) -> bool {
         && m.paymasters
             .as_ref()
             .is_none_or(|l| s.paymaster.is_none_or(|pm| pm.is_some_and(|pm| l.contains(&pm))))
+        && m.tenants
+            .as_ref()
+            .is_none_or(|l| s.tenant.as_deref().is_some_and(|t| l.iter().any(|x| x == t)))
 }
 
 /// Whether `p` applies to the op.

@@ -29,6 +29,10 @@ pub mod codes {
     /// The simulation did not answer (timeout, node unreachable) and the chain says
     /// `on_sim_error = "reject"`. Safe to retry.
     pub const SIMULATION_UNAVAILABLE: i32 = -32053;
+    /// No valid API key (HTTP 401).
+    pub const UNAUTHORIZED: i32 = -32001;
+    /// Over a request limit (HTTP 429 with `Retry-After`).
+    pub const REQUEST_RATE_LIMITED: i32 = -32005;
     /// EIP-7769: rejected by validation or policy.
     pub const REJECTED: i32 = -32500;
     /// EIP-7769: paymaster rejected.

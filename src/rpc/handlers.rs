@@ -38,20 +38,29 @@ pub fn module(chain: Arc<Chain>) -> Result<RpcModule<Chain>, RegisterMethodError
     let mut module = RpcModule::from_arc(chain);
     module.register_async_method("eth_sendUserOperation", |params, chain, ext| async move {
         let raw: Option<&RawValue> = params.as_str().and_then(|s| serde_json::from_str(s).ok());
-        let result = pipeline::send_user_operation(&chain.gate, &chain, raw).await;
+        let result = pipeline::send_user_operation(&chain.gate, &chain, raw, tenant(&ext)).await;
         finish(&ext, result)
     })?;
     module.register_async_method("opgate_explainUserOperation", |params, chain, ext| async move {
         let raw: Option<&RawValue> = params.as_str().and_then(|s| serde_json::from_str(s).ok());
-        let result = pipeline::explain(&chain.gate, &chain, raw).await.and_then(to_raw);
+        let result = pipeline::explain(&chain.gate, &chain, raw, tenant(&ext))
+            .await
+            .and_then(to_raw);
         finish(&ext, result)
     })?;
     module.register_async_method("opgate_getSessionState", |params, chain, ext| async move {
         let raw: Option<&RawValue> = params.as_str().and_then(|s| serde_json::from_str(s).ok());
-        let result = session_state::get(&chain.gate, &chain, raw).await.and_then(to_raw);
+        let result = session_state::get(&chain.gate, &chain, raw, tenant(&ext))
+            .await
+            .and_then(to_raw);
         finish(&ext, result)
     })?;
     Ok(module)
+}
+
+/// The tenant the request was admitted for.
+fn tenant(ext: &Extensions) -> Option<Arc<str>> {
+    ext.get::<crate::tenants::Tenant>().map(|t| t.0.clone())
 }
 
 fn to_raw<T: serde::Serialize>(value: T) -> Result<Box<RawValue>, RpcFailure> {

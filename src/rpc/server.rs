@@ -146,7 +146,8 @@ impl RpcServer {
             let requests = admitted.requests();
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let busy = requests.busy();
-                let req = req.map(|body| requests.body(body));
+                let mut req = req.map(|body| requests.body(body));
+                req.extensions_mut().insert(Peer(peer));
                 route_busy(routes.clone(), req, busy)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -208,13 +209,13 @@ async fn route(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>) -> 
             .map(str::to_owned)
     });
     let (Some(cors), Some(origin)) = (routes.cors.as_ref(), origin) else {
-        return route_path(routes, req).await;
+        return admitted(routes, req).await;
     };
     if req.method() == http::Method::OPTIONS {
         return Ok(preflight(cors, &origin));
     }
     let cors = cors.clone();
-    let mut response = route_path(routes, req).await?;
+    let mut response = admitted(routes, req).await?;
     let headers = response.headers_mut();
     headers.append(http::header::VARY, http::HeaderValue::from_static("origin"));
     if cors.allows(&origin) {
@@ -252,6 +253,103 @@ fn preflight(cors: &CorsConfig, origin: &str) -> HttpResponse {
     }
 }
 
+/// The client's address, as accepted.
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::SocketAddr);
+
+/// [`route_path`] for a request its API key and the request limits admit (see
+/// [`crate::tenants`]); the tenant travels on in the request's extensions.
+async fn admitted(routes: Arc<Routes>, mut req: http::Request<TimedBody<Incoming>>) -> Result<HttpResponse, BoxError> {
+    let Some(gate) = routes.chains.first().map(|c| c.gate.clone()) else {
+        return route_path(routes, req).await;
+    };
+    let path = req.uri().path();
+    if !gate.access.active() || matches!(path, "/healthz" | "/readyz") {
+        return route_path(routes, req).await;
+    }
+    let chain_id = match path.trim_matches('/').split('/').next().filter(|s| !s.is_empty()) {
+        Some(id) => id.parse::<u64>().ok(),
+        None => routes
+            .chains
+            .first()
+            .filter(|_| routes.single.is_some())
+            .and_then(|c| c.id),
+    };
+    let key = crate::tenants::key_of(req.uri(), req.headers());
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match gate
+        .access
+        .admit(chain_id, key.as_deref(), peer, forwarded.as_deref(), gate.store_timeout)
+        .await
+    {
+        Ok(tenant) => {
+            if let Some(t) = tenant {
+                req.extensions_mut().insert(t);
+            }
+            route_path(routes, req).await
+        }
+        Err(refusal) => Ok(refused(&gate, refusal)),
+    }
+}
+
+/// The answer to a request refused before any work: a JSON-RPC error (`id` null), with the HTTP
+/// status a client's transport understands.
+fn refused(gate: &crate::pipeline::Gate, refusal: crate::tenants::Refusal) -> HttpResponse {
+    use crate::tenants::Refusal;
+    let (status, code, message, data, retry_after) = match &refusal {
+        Refusal::Unauthorized(detail) => (
+            401,
+            super::errors::codes::UNAUTHORIZED,
+            format!("unauthorized: {detail}"),
+            serde_json::json!({ "reason": "Unauthorized", "detail": detail }),
+            None,
+        ),
+        Refusal::RateLimited { limit, retry_after, .. } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            (
+                429,
+                super::errors::codes::REQUEST_RATE_LIMITED,
+                format!("request limit of the {limit} exceeded; retry in {secs} s"),
+                serde_json::json!({ "reason": "RequestRateLimited", "detail": format!("over the {limit}'s request limit"), "retryAfter": secs }),
+                Some(secs),
+            )
+        }
+        Refusal::StoreUnavailable => (
+            200,
+            super::errors::codes::STORE_UNAVAILABLE,
+            "usage store unavailable; the request was not relayed".to_string(),
+            serde_json::json!({ "reason": "StoreUnavailable", "retryable": true }),
+            None,
+        ),
+    };
+    let reason = data["reason"].as_str().unwrap_or("unknown").to_string();
+    let tenant = match &refusal {
+        Refusal::RateLimited { tenant: Some(t), .. } => t.to_string(),
+        _ => "none".to_string(),
+    };
+    gate.metrics.access_refusal(&tenant, &reason);
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message, "data": data },
+    });
+    let mut b = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(secs) = retry_after {
+        b = b.header(http::header::RETRY_AFTER, secs.to_string());
+    }
+    b.body(HttpBody::from(body.to_string())).expect("valid refusal")
+}
+
 async fn route_path(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>) -> Result<HttpResponse, BoxError> {
     let path = req.uri().path();
     match path {
@@ -259,10 +357,16 @@ async fn route_path(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>
         "/readyz" => return Ok(ready(&routes).await),
         _ => {}
     }
+    let keyed = routes.chains.first().is_some_and(|c| c.gate.access.keys_required());
     let service = match path.trim_end_matches('/') {
         "" => routes.single.clone(),
         rest => rest
             .strip_prefix('/')
+            // `/{chainId}/{apikey}` when API keys are in use.
+            .map(|p| match p.split_once('/') {
+                Some((id, key)) if keyed && !key.is_empty() && !key.contains('/') => id,
+                _ => p,
+            })
             .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|id| id.parse::<u64>().ok())
             .and_then(|id| routes.by_id.get(&id).cloned()),

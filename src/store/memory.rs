@@ -41,9 +41,15 @@ const PRUNE_EVERY_SECS: u64 = 60;
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Request limits' theoretical arrival times (µs), apart from the entry cap: they expire on
+    /// their own and are pruned when the map grows.
+    rates: Mutex<HashMap<String, u64>>,
     dedupe_ttl: u64,
     max_entries: usize,
 }
+
+/// Past this many request-limit entries, the expired ones are pruned.
+const RATE_ENTRIES_PRUNE_AT: usize = 100_000;
 
 /// The default `[store] max_entries`.
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
@@ -117,9 +123,36 @@ impl MemoryStore {
     pub fn bounded(dedupe_ttl: Duration, max_entries: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            rates: Mutex::new(HashMap::new()),
             dedupe_ttl: dedupe_ttl.as_secs().clamp(1, layout::MAX_TTL_SECS),
             max_entries: max_entries.max(1),
         }
+    }
+
+    /// See [`Store::rate_limit`](super::Store::rate_limit): GCRA on `(key, interval,
+    /// tolerance)` in microseconds, all or none.
+    pub async fn rate_limit(&self, limits: &[(String, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
+        let mut rates = self.rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rates.len() >= RATE_ENTRIES_PRUNE_AT {
+            rates.retain(|_, tat| *tat > now_us);
+        }
+        let mut wait = 0u64;
+        let mut next = Vec::with_capacity(limits.len());
+        for (k, interval, tolerance) in limits {
+            let tat = rates.get(k).copied().unwrap_or(0).max(now_us);
+            let new_tat = tat.saturating_add(*interval);
+            let allow_at = new_tat.saturating_sub(*tolerance);
+            if now_us < allow_at {
+                wait = wait.max(allow_at - now_us);
+            }
+            next.push(new_tat);
+        }
+        if wait == 0 {
+            for ((k, ..), tat) in limits.iter().zip(next) {
+                rates.insert(k.clone(), tat);
+            }
+        }
+        Ok(wait)
     }
 
     /// How many entries the store holds (counters, op records, revocations, registry).

@@ -62,6 +62,7 @@ pub struct RedisStore {
     reserve: Script,
     refund: Script,
     commit: Script,
+    rate: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -108,6 +109,7 @@ impl RedisStore {
             reserve: Script::new(concat!(include_str!("decimal.lua"), include_str!("reserve.lua"))),
             refund: Script::new(concat!(include_str!("decimal.lua"), include_str!("refund.lua"))),
             commit: Script::new(include_str!("commit.lua")),
+            rate: Script::new(include_str!("rate.lua")),
         };
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "Redis store not reachable yet; connecting on later calls");
@@ -196,6 +198,27 @@ impl RedisStore {
         self.run(|mut conn| async move { inv.invoke_async::<Value>(&mut conn).await })
             .await?;
         Ok(())
+    }
+
+    /// See [`Store::rate_limit`](super::Store::rate_limit): `(key, interval, tolerance)` in
+    /// microseconds; answers the wait in microseconds (0: admitted).
+    pub async fn rate_limit(&self, limits: &[(String, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
+        if limits.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.rate.prepare_invoke();
+        inv.arg(now_us);
+        for (k, interval, tolerance) in limits {
+            inv.key(self.key(k));
+            inv.arg(*interval).arg(*tolerance);
+        }
+        let reply = self
+            .run(|mut conn| async move { inv.invoke_async::<Value>(&mut conn).await })
+            .await?;
+        match reply {
+            Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            other => Err(StoreError::Protocol(format!("the rate script answered {other:?}"))),
+        }
     }
 
     /// See [`Store::refund`](super::Store::refund).

@@ -201,6 +201,7 @@ pub struct DecisionMetrics {
     store_entries: IntGauge,
     account_reads: IntCounterVec,
     lifecycle: IntCounterVec,
+    access_refusals: IntCounterVec,
 }
 
 impl std::fmt::Debug for DecisionMetrics {
@@ -291,6 +292,12 @@ impl DecisionMetrics {
     /// `confirmed`, `dropped`, `revived`, `uninstalled`).
     pub fn lifecycle(&self, chain: &str, outcome: &str) {
         self.lifecycle.with_label_values(&[chain, outcome]).inc();
+    }
+
+    /// Counts a request refused before any work (`reason`: `Unauthorized`, `RequestRateLimited`,
+    /// `StoreUnavailable`), by tenant (`none` without a valid key).
+    pub fn access_refusal(&self, tenant: &str, reason: &str) {
+        self.access_refusals.with_label_values(&[tenant, reason]).inc();
     }
 
     /// Entries the memory store holds (`[store] max_entries` bounds them).
@@ -516,6 +523,18 @@ impl Metrics {
                          uninstalled)",
                     ),
                     &["chain", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            access_refusals: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "access_refusals_total",
+                        "Requests refused before any work, by tenant and reason (Unauthorized, RequestRateLimited, \
+                         StoreUnavailable)",
+                    ),
+                    &["tenant", "reason"],
                 )
                 .expect("valid"),
             ),

@@ -31,5 +31,6 @@ mod sim;
 mod sim_tls;
 mod sim_versions;
 mod store;
+mod tenants;
 mod userop_proptest;
 mod userop_vectors;

@@ -1114,6 +1114,7 @@ fn simulated_delegatecalls_are_checked_by_their_effects() {
             previous: None,
             registered: None,
             node: Default::default(),
+            tenant: None,
             delegated: &delegated,
         };
         let settings = Settings {
@@ -1214,6 +1215,7 @@ fn simulated_delegatecalls_are_checked_by_their_effects() {
             previous: None,
             registered: None,
             node: Default::default(),
+            tenant: None,
             delegated: &[],
         };
         let settings = Settings {

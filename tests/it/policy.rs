@@ -585,7 +585,7 @@ async fn session_signatures_over_either_hash_are_accepted_and_other_keys_refused
         signature.push(27 + recid.to_byte());
         op["signature"] = json!(format!("0x{}", alloy_primitives::hex::encode(&signature)));
         let params = serde_json::value::to_raw_value(&json!([op, v["entryPoint"]["address"]])).unwrap();
-        let e = opgate::pipeline::explain(app.gate(), &app.chains()[0], Some(&params))
+        let e = opgate::pipeline::explain(app.gate(), &app.chains()[0], Some(&params), None)
             .await
             .unwrap();
         if accepted {
