@@ -185,10 +185,10 @@ expect() {
     exit 1
   fi
 }
-expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"accepted\",policy=\"none\",reason=\"none\"}" 1
-expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"one-op-per-account\",reason=\"RateLimited\"}" 1
-expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"gas-cap\",reason=\"GasBudgetExceeded\"}" 1
-expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"revocation\",reason=\"Revoked\"}" 1
+expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"accepted\",policy=\"none\",reason=\"none\",tenant=\"none\"}" 1
+expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"one-op-per-account\",reason=\"RateLimited\",tenant=\"none\"}" 1
+expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"gas-cap\",reason=\"GasBudgetExceeded\",tenant=\"none\"}" 1
+expect "opgate_decisions_total{chain=\"$CHAIN_ID\",outcome=\"rejected\",policy=\"revocation\",reason=\"Revoked\",tenant=\"none\"}" 1
 
 echo
 echo "==> done; stopping opgate and the devnet"

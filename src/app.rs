@@ -94,7 +94,8 @@ impl App {
             };
             let label = id.map_or_else(|| "default".to_string(), |id| id.to_string());
             let names: Vec<String> = chain.upstreams.iter().map(|u| u.name.clone()).collect();
-            let chain_metrics = metrics.chain(&label, &names);
+            let tenant_names: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+            let chain_metrics = metrics.chain(&label, &names, &tenant_names);
             let relay = Relay::new(
                 &chain.upstreams,
                 client.clone(),

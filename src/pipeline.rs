@@ -787,7 +787,13 @@ fn evaluation_names(permit: &Permit) -> Vec<&str> {
 }
 
 fn reject(gate: &Gate, label: &str, p: &Prepared, r: &Rejection) -> RpcFailure {
-    gate.metrics.decision(label, "rejected", r.reason.as_str(), &r.policy);
+    gate.metrics.decision(
+        label,
+        "rejected",
+        r.reason.as_str(),
+        &r.policy,
+        p.tenant.as_deref().unwrap_or("none"),
+    );
     tracing::info!(
         user_op_hash = %p.hash,
         sender = %p.op.sender(),
@@ -823,12 +829,14 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
     match reserved {
         Ok(Reserved::Charged) => {
             gate.metrics.reservation(label, "charged");
-            gate.metrics.decision(label, "accepted", "none", "none");
+            gate.metrics
+                .decision(label, "accepted", "none", "none", p.tenant.as_deref().unwrap_or("none"));
             Ok(Charged::Yes)
         }
         Ok(Reserved::AlreadyCharged) => {
             gate.metrics.reservation(label, "already_charged");
-            gate.metrics.decision(label, "accepted", "none", "none");
+            gate.metrics
+                .decision(label, "accepted", "none", "none", p.tenant.as_deref().unwrap_or("none"));
             Ok(Charged::No)
         }
         Ok(Reserved::Exceeded { index, used, resets_at }) => {
@@ -899,11 +907,23 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
             }
             if permit.allows_without_store(gate.on_error) {
                 gate.metrics.store_fallback(label, "allowed");
-                gate.metrics.decision(label, "allowed_on_store_error", "none", "none");
+                gate.metrics.decision(
+                    label,
+                    "allowed_on_store_error",
+                    "none",
+                    "none",
+                    p.tenant.as_deref().unwrap_or("none"),
+                );
                 Ok(Charged::No)
             } else {
                 gate.metrics.store_fallback(label, "rejected");
-                gate.metrics.decision(label, "rejected", "StoreUnavailable", "store");
+                gate.metrics.decision(
+                    label,
+                    "rejected",
+                    "StoreUnavailable",
+                    "store",
+                    p.tenant.as_deref().unwrap_or("none"),
+                );
                 Err(errors::store_unavailable())
             }
         }

@@ -27,7 +27,12 @@ const CACHE_CAPACITY: usize = 50_000;
 
 /// The tenant a request was admitted for; travels in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant(pub Arc<str>);
+pub struct Tenant {
+    /// Its name.
+    pub name: Arc<str>,
+    /// 1 + its position in the configuration (the metrics' tenant index; 0 is `none`).
+    pub index: usize,
+}
 
 /// Why a request is refused before any work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +218,10 @@ impl Access {
                 _ => tracing::debug!("request limit not checked (store failed, on_error = allow)"),
             }
         }
-        Ok(tenant.map(|(i, _)| Tenant(Arc::from(self.tenants[i].name.as_str()))))
+        Ok(tenant.map(|(i, _)| Tenant {
+            name: Arc::from(self.tenants[i].name.as_str()),
+            index: i + 1,
+        }))
     }
 
     /// Checks the store's version and drops the key cache when it moved.

@@ -113,6 +113,7 @@ where
         async move {
             let started = Instant::now();
             let label = MethodLabel::of(req.method_name());
+            let tenant = req.extensions().get::<crate::tenants::Tenant>().map_or(0, |t| t.index);
             let metrics = &this.chain.metrics;
             metrics.in_flight().inc();
             let _guard = InFlight(metrics.in_flight());
@@ -146,7 +147,7 @@ where
                 let failure = errors::method_not_allowed(req.method_name());
                 (MethodResponse::error(req.id, failure.error), failure.outcome)
             };
-            metrics.observe_request(label, outcome, started.elapsed());
+            metrics.observe_request(label, outcome, tenant, started.elapsed());
             response
         }
     }

@@ -60,7 +60,7 @@ pub fn module(chain: Arc<Chain>) -> Result<RpcModule<Chain>, RegisterMethodError
 
 /// The tenant the request was admitted for.
 fn tenant(ext: &Extensions) -> Option<Arc<str>> {
-    ext.get::<crate::tenants::Tenant>().map(|t| t.0.clone())
+    ext.get::<crate::tenants::Tenant>().map(|t| t.name.clone())
 }
 
 fn to_raw<T: serde::Serialize>(value: T) -> Result<Box<RawValue>, RpcFailure> {

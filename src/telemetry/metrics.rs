@@ -241,9 +241,9 @@ impl Stage {
 impl DecisionMetrics {
     /// Counts one decision: `outcome` is `accepted`, `rejected` or `allowed_on_store_error`;
     /// `reason` and `policy` are `none` for accepted ops.
-    pub fn decision(&self, chain: &str, outcome: &str, reason: &str, policy: &str) {
+    pub fn decision(&self, chain: &str, outcome: &str, reason: &str, policy: &str, tenant: &str) {
         self.decisions
-            .with_label_values(&[chain, outcome, reason, policy])
+            .with_label_values(&[chain, outcome, reason, policy, tenant])
             .inc();
     }
 
@@ -329,9 +329,9 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "requests_total",
-                    "JSON-RPC calls received, by chain, method and outcome",
+                    "JSON-RPC calls received, by chain, method, outcome and tenant",
                 ),
-                &["chain", "method", "outcome"],
+                &["chain", "method", "outcome", "tenant"],
             )
             .expect("valid"),
         );
@@ -436,9 +436,9 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "decisions_total",
-                        "eth_sendUserOperation decisions, by outcome, reason and policy",
+                        "eth_sendUserOperation decisions, by outcome, reason, policy and tenant",
                     ),
-                    &["chain", "outcome", "reason", "policy"],
+                    &["chain", "outcome", "reason", "policy", "tenant"],
                 )
                 .expect("valid"),
             ),
@@ -581,13 +581,22 @@ impl Metrics {
     }
 
     /// Handles for one chain, resolved now so the request path does no label lookups.
-    pub fn chain(&self, chain: &str, upstreams: &[String]) -> ChainMetrics {
+    /// `tenants` are the configured tenant names: the `tenant` label is one of them or `none`.
+    pub fn chain(&self, chain: &str, upstreams: &[String], tenants: &[String]) -> ChainMetrics {
+        let labels: Vec<&str> = std::iter::once("none")
+            .chain(tenants.iter().map(String::as_str))
+            .collect();
         let methods = MethodLabel::ALL
             .iter()
             .map(|m| MethodHandles {
-                outcomes: Outcome::ALL
+                outcomes: labels
                     .iter()
-                    .map(|o| self.requests.with_label_values(&[chain, m.as_str(), o.as_str()]))
+                    .map(|t| {
+                        Outcome::ALL
+                            .iter()
+                            .map(|o| self.requests.with_label_values(&[chain, m.as_str(), o.as_str(), t]))
+                            .collect()
+                    })
                     .collect(),
                 duration: self.request_duration.with_label_values(&[chain, m.as_str()]),
             })
@@ -632,7 +641,8 @@ impl Default for Metrics {
 }
 
 struct MethodHandles {
-    outcomes: Vec<IntCounter>,
+    /// By tenant index (0: none), then outcome.
+    outcomes: Vec<Vec<IntCounter>>,
     duration: Histogram,
 }
 
@@ -653,9 +663,11 @@ impl std::fmt::Debug for ChainMetrics {
 
 impl ChainMetrics {
     /// Records one answered call.
-    pub fn observe_request(&self, method: MethodLabel, outcome: Outcome, elapsed: Duration) {
+    /// `tenant` is the tenant's index (0: none, else 1 + its position in the configuration).
+    pub fn observe_request(&self, method: MethodLabel, outcome: Outcome, tenant: usize, elapsed: Duration) {
         let handles = &self.methods[method.index()];
-        handles.outcomes[outcome as usize].inc();
+        let by_tenant = handles.outcomes.get(tenant).unwrap_or(&handles.outcomes[0]);
+        by_tenant[outcome as usize].inc();
         handles.duration.observe(elapsed.as_secs_f64());
     }
 

@@ -58,7 +58,8 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
     );
     let (status, metrics) = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     assert_eq!(status, 200);
-    assert!(metrics.contains(r#"opgate_requests_total{chain="31337",method="eth_chainId",outcome="success"} 1"#));
+    assert!(metrics
+        .contains(r#"opgate_requests_total{chain="31337",method="eth_chainId",outcome="success",tenant="none"} 1"#));
 
     let url = format!("{base}/");
     let in_flight = tokio::spawn(async move { call(&url, "eth_getUserOperationReceipt", r#"["0x01"]"#).await });

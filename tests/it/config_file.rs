@@ -14,7 +14,10 @@ fn example_config_parses() {
     assert!(config.chains.len() >= 2, "the example shows several chains");
     assert!(config.chains.iter().all(|c| !c.upstreams.is_empty()));
     assert!(config.server.cors.is_some(), "the example shows CORS");
-    assert!(config.server.requests_per_ip.is_some(), "the example shows a per-IP limit");
+    assert!(
+        config.server.requests_per_ip.is_some(),
+        "the example shows a per-IP limit"
+    );
     assert!(!config.tenants.is_empty(), "the example shows a tenant");
 }
 

@@ -10,15 +10,16 @@ use opgate::telemetry::{MethodLabel, Metrics, Outcome, Stage, UpstreamOutcome};
 fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let metrics = Metrics::new();
     // Touch every family so that labelled ones appear in the exposition.
-    let chain = metrics.chain("1", &["u".to_string()]);
-    chain.observe_request(MethodLabel::ChainId, Outcome::Success, Duration::ZERO);
+    let chain = metrics.chain("1", &["u".to_string()], &["acme".to_string()]);
+    chain.observe_request(MethodLabel::ChainId, Outcome::Success, 1, Duration::ZERO);
     chain.failover();
     chain
         .upstream(0)
         .unwrap()
         .observe(UpstreamOutcome::RpcError, Duration::ZERO, Some(-32500));
     let decisions = metrics.decisions();
-    decisions.decision("1", "rejected", "RateLimited", "p");
+    decisions.decision("1", "rejected", "RateLimited", "p", "none");
+    decisions.access_refusal("none", "Unauthorized");
     decisions.stage("1", Stage::Store, Duration::ZERO);
     decisions.reservation("1", "charged");
     decisions.store_error("reserve", "timeout");

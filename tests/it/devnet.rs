@@ -151,12 +151,12 @@ async fn a_real_client_gets_its_user_operations_mined_through_opgate() {
     let m = opgate.metrics().await;
     let sends = sample(
         &m,
-        r#"opgate_requests_total{chain="31337",method="eth_sendUserOperation",outcome="success"}"#,
+        r#"opgate_requests_total{chain="31337",method="eth_sendUserOperation",outcome="success",tenant="none"}"#,
     );
     assert_eq!(sends, Some(3.0), "{m}");
     let receipts = sample(
         &m,
-        r#"opgate_requests_total{chain="31337",method="eth_getUserOperationReceipt",outcome="success"}"#,
+        r#"opgate_requests_total{chain="31337",method="eth_getUserOperationReceipt",outcome="success",tenant="none"}"#,
     );
     assert!(
         receipts.unwrap_or(0.0) >= 6.0,

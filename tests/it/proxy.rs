@@ -498,7 +498,7 @@ async fn metrics_count_requests_by_method_and_outcome() {
     let count = |method: &str, outcome: &str| {
         sample(
             &m,
-            &format!(r#"opgate_requests_total{{chain="1",method="{method}",outcome="{outcome}"}}"#),
+            &format!(r#"opgate_requests_total{{chain="1",method="{method}",outcome="{outcome}",tenant="none"}}"#),
         )
     };
     assert_eq!(count("eth_chainId", "success"), Some(2.0), "{m}");

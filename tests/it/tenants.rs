@@ -96,6 +96,14 @@ async fn requests_need_a_valid_key_carried_any_way_sdks_pass_it() {
     assert_eq!(
         sample(
             &metrics,
+            "opgate_requests_total{chain=\"1\",method=\"eth_chainId\",outcome=\"success\",tenant=\"acme\"}"
+        ),
+        Some(4.0),
+        "the tenant label joins the request metrics: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
             "opgate_access_refusals_total{reason=\"Unauthorized\",tenant=\"none\"}"
         ),
         Some(3.0),
