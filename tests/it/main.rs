@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod adversarial_vectors;
 mod binary;
+mod browser;
 mod config_file;
 mod cors;
 mod dashboards;
