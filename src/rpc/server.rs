@@ -372,10 +372,41 @@ async fn route_path(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>
             .and_then(|id| routes.by_id.get(&id).cloned()),
     };
     match service {
-        Some(service) => service.oneshot(req).await,
-        None if path == "/" => Ok(text(404, "several chains are served: use /{chainId}\n")),
-        None => Ok(text(404, "no such chain\n")),
+        Some(_) if req.method() != http::Method::POST => Ok(rpc_error(
+            405,
+            -32600,
+            &format!("{} is not a JSON-RPC request: POST a JSON-RPC body", req.method()),
+        )),
+        Some(service) => {
+            let mut req = req;
+            // Any content type is read as JSON: clients that send none (or text/plain, to skip a
+            // browser preflight) get an answer, not a 415.
+            let json = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+            if !json {
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+            }
+            service.oneshot(req).await
+        }
+        None if path == "/" => Ok(rpc_error(404, -32601, "several chains are served: use /{chainId}")),
+        None => Ok(rpc_error(404, -32601, "no such chain is served here: use /{chainId}")),
     }
+}
+
+/// A JSON-RPC error answer (`id` null) with an HTTP status.
+fn rpc_error(status: u16, code: i32, message: &str) -> HttpResponse {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(HttpBody::from(body.to_string()))
+        .expect("valid error answer")
 }
 
 async fn ready(routes: &Routes) -> HttpResponse {

@@ -547,3 +547,70 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let refused = tokio::net::TcpStream::connect(opgate.addr).await;
     assert!(refused.is_err());
 }
+
+/// Every answer a client can get is JSON-RPC, with the code and HTTP status the README's error
+/// table lists: a body that is not JSON, a missing content type, an unknown chain path and a GET.
+#[tokio::test]
+async fn every_answer_is_json_rpc_with_the_documented_status() {
+    let upstream = FakeBundler::answering("\"0x1\"").await;
+    let opgate = Opgate::start_toml(&format!(
+        "[[chains]]\nid = 1\nupstreams = [\"{}\"]\n[[chains]]\nid = 2\nupstreams = [\"{}\"]\n",
+        upstream.url(),
+        upstream.url()
+    ))
+    .await;
+    let post = |path: &str, content_type: Option<&str>, body: &str| {
+        let mut b = hyper::Request::post(opgate.url(path));
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        b.body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let chain_id = r#"{"jsonrpc":"2.0","id":3,"method":"eth_chainId","params":[]}"#;
+    let cases: Vec<(&str, hyper::Request<http_body_util::Full<bytes::Bytes>>, u16, i64)> = vec![
+        (
+            "not JSON",
+            post("/1", Some("application/json"), "{not json"),
+            200,
+            -32700,
+        ),
+        (
+            "an unknown chain path",
+            post("/999", Some("application/json"), chain_id),
+            404,
+            -32601,
+        ),
+        (
+            "a GET",
+            hyper::Request::get(opgate.url("/1"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+            405,
+            -32600,
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        let (got, headers, text) = request(req).await;
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(
+            headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{what}: {headers:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert_eq!(v["jsonrpc"], "2.0", "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+    }
+    // A missing or other content type is read as JSON: the call is answered.
+    for ct in [None, Some("text/plain")] {
+        let (got, _, text) = request(post("/1", ct, chain_id)).await;
+        assert_eq!(got, 200, "{ct:?}: {text}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["result"],
+            "0x1"
+        );
+    }
+}
