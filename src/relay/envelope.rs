@@ -65,10 +65,17 @@ struct WireResponse {
 
 #[derive(Deserialize)]
 struct WireError {
+    /// Some bundlers leave it out (Alto's HTTP 500 answers): `-32603` then.
+    #[serde(default = "internal_error")]
     code: i64,
+    #[serde(default)]
     message: String,
     #[serde(default, deserialize_with = "present")]
     data: Option<Box<RawValue>>,
+}
+
+fn internal_error() -> i64 {
+    -32603
 }
 
 /// Why a body is not a JSON-RPC response.

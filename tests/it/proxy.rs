@@ -614,3 +614,29 @@ async fn every_answer_is_json_rpc_with_the_documented_status() {
         );
     }
 }
+
+/// An upstream's error answer is an answer, whatever its HTTP status: Alto answers some calls
+/// with HTTP 500 and an error without a code. It reaches the client (the code filled with
+/// -32603, the message kept), a read does not fail over, and a refused send is not charged.
+#[tokio::test]
+async fn an_upstream_error_answer_with_http_500_is_passed_through() {
+    let upstream =
+        FakeBundler::start(|_| Reply::Status(500, r#"{"error":{"message":"no userOps in mempool"}}"#.into())).await;
+    let second = FakeBundler::answering("\"0x1\"").await;
+    let opgate = Opgate::in_front_of(&[upstream.url(), second.url()]).await;
+    let got = call(&opgate.url("/"), "eth_getUserOperationByHash", r#"["0x01"]"#).await;
+    assert_eq!(got["error"]["code"], -32603, "{got}");
+    assert_eq!(got["error"]["message"], "no userOps in mempool", "{got}");
+    assert!(second.received().is_empty(), "an answer is not a failure: no failover");
+    let got = call(&opgate.url("/"), "eth_sendUserOperation", &send_params()).await;
+    assert_eq!(got["error"]["message"], "no userOps in mempool", "{got}");
+    let m = opgate.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"opgate_requests_total{chain="1",method="eth_getUserOperationByHash",outcome="upstream_rpc_error",tenant="none"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
