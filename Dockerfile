@@ -12,5 +12,7 @@ COPY --from=build /src/target/release/opgate /usr/local/bin/opgate
 COPY config /etc/opgate
 USER opgate
 EXPOSE 4337 9464
+# The slim image has no curl: opgate asks its own /healthz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s CMD ["opgate", "health"]
 ENTRYPOINT ["opgate"]
 CMD ["serve", "--config", "/etc/opgate/example.toml", "--listen", "0.0.0.0:4337", "--metrics-listen", "0.0.0.0:9464"]

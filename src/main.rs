@@ -42,6 +42,16 @@ enum Command {
         /// The JSON file, or - for standard input.
         file: PathBuf,
     },
+    /// Exit 0 when a running opgate answers its /healthz (for container health checks; the slim
+    /// image has no curl).
+    Health {
+        /// The listener to ask.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4337/healthz")]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -93,6 +103,43 @@ fn main() -> ExitCode {
             entry_point,
             file,
         } => decode(&file, entry_point, chain_id),
+        Command::Health { url, timeout } => health(&url, std::time::Duration::from_secs(timeout)),
+    }
+}
+
+fn health(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("opgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = runtime.block_on(async {
+        let client = opgate::outbound::client(&[], timeout).map_err(|e| e.to_string())?;
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let request = http::Request::get(uri)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(timeout, client.request(request)).await {
+            Ok(Ok(r)) => Ok(r.status()),
+            Ok(Err(e)) => Err(opgate::outbound::error_chain(&e)),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    });
+    match answer {
+        Ok(status) if status.is_success() => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("opgate: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("opgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `${NAME}` expansion for secrets in configuration values.
 //!
-//! Only `${NAME}` is recognised (`$$` writes a literal `$`); an unset variable is an error, never an
-//! empty string, so a missing API key cannot silently turn into an unauthenticated upstream URL.
+//! Only `${NAME}` and `${NAME:-default}` are recognised (`$$` writes a literal `$`); an unset
+//! variable without a default is an error, never an empty string, so a missing API key cannot
+//! silently turn into an unauthenticated upstream URL.
 
 /// Expands `${NAME}` references in `input` using `lookup`.
 pub(super) fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -17,11 +18,18 @@ pub(super) fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) 
             let end = body
                 .find('}')
                 .ok_or_else(|| "unterminated `${` (expected `${NAME}`)".to_string())?;
-            let name = &body[..end];
+            let (name, default) = match body[..end].split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (&body[..end], None),
+            };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{name}}}` is not a valid variable name"));
             }
-            let value = lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value = match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) => return Err(format!("environment variable `{name}` is not set")),
+            };
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {
@@ -62,5 +70,12 @@ mod tests {
         assert!(expand_with("${MISSING}", lookup).unwrap_err().contains("MISSING"));
         assert!(expand_with("${KEY", lookup).is_err());
         assert!(expand_with("${K-Y}", lookup).is_err());
+    }
+
+    #[test]
+    fn defaults_fill_unset_variables() {
+        assert_eq!(expand_with("${MISSING:-demo}", lookup).unwrap(), "demo");
+        assert_eq!(expand_with("${KEY:-demo}", lookup).unwrap(), "s3cret");
+        assert_eq!(expand_with("${MISSING:-}", lookup).unwrap(), "");
     }
 }

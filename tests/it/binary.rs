@@ -38,6 +38,22 @@ async fn serve_with_only_an_upstream_then_drain_on_sigterm() {
         .unwrap();
     let mut child = Running(child);
     wait_healthy(port).await;
+    // `opgate health` (the container's health check) agrees, and fails on a closed port.
+    let health = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_opgate"))
+                .args(["health", "--url", &url])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let ok = health(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let closed = closed_port_url().await;
+    let down = health(format!("{}healthz", closed)).await;
+    assert!(!down.status.success());
 
     // Without --chain-id, opgate asks the upstream (after it binds its listener, so wait for it)
     // and serves the chain at / and /31337.

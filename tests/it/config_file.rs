@@ -31,6 +31,14 @@ fn check_config_command() {
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // As shipped: no variable needs to be set.
+    let shipped = std::process::Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .args(["check-config"])
+        .arg(example())
+        .env_remove("PIMLICO_API_KEY")
+        .output()
+        .unwrap();
+    assert!(shipped.status.success(), "{}", String::from_utf8_lossy(&shipped.stderr));
 
     let dir = std::env::temp_dir().join(format!("opgate-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -77,4 +85,22 @@ fn demo_config_parses() {
     // DEMO_STORE=redis rewrites exactly this line.
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().filter(|l| *l == r#"backend = "memory""#).count(), 1);
+}
+
+#[test]
+fn compose_config_parses_with_the_compose_flags() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/compose.toml");
+    let ov = Overrides {
+        upstreams: vec!["http://127.0.0.1:3000".into()],
+        chain_id: Some(1),
+        ..Default::default()
+    };
+    let config = Config::load(&path, &ov).expect("config/compose.toml is valid with the compose flags");
+    assert_eq!(config.chains.len(), 1);
+    assert_eq!(config.tenants.len(), 1, "the compose config has a tenant");
+    assert_eq!(config.policies.len(), 1, "the compose config has a policy");
+    assert!(matches!(
+        config.store.backend,
+        opgate::config::StoreBackend::Redis { .. }
+    ));
 }
