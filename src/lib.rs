@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod explain;
+pub mod human;
 pub mod learn;
 pub mod listener;
 pub mod outbound;

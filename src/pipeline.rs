@@ -851,12 +851,15 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
             let detail = if planned.origin.reason == Reason::CrossChainReplay {
                 replay_detail()
             } else {
+                let unit = planned.origin.unit;
                 format!(
                     "{} of {} already used{}; this op needs {}",
-                    used,
-                    c.limit,
-                    resets_at.map(|t| format!(" (resets at {t})")).unwrap_or_default(),
-                    c.amount
+                    unit.show(used),
+                    unit.show(c.limit),
+                    resets_at
+                        .map(|t| format!(" (resets at {})", crate::human::time(t)))
+                        .unwrap_or_default(),
+                    unit.show(c.amount)
                 )
             };
             let mut rej = Rejection::new(
@@ -882,7 +885,11 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
                 planned.origin.reason,
                 &planned.origin.policy,
                 &planned.origin.rule,
-                format!("the next use is scheduled at {available_at}; now is {}", p.now),
+                format!(
+                    "the next use is scheduled at {}; now is {}",
+                    crate::human::time(available_at),
+                    crate::human::time(p.now)
+                ),
             )
             .retry_after(available_at.saturating_sub(p.now));
             Err(reject(gate, label, p, &rej))
@@ -1143,9 +1150,15 @@ pub async fn explain(
                 let detail = if c.origin.reason == Reason::CrossChainReplay {
                     replay_detail()
                 } else {
+                    let unit = c.origin.unit;
                     format!(
-                        "{} of {} already used; this op needs {}",
-                        u.used, c.charge.limit, c.charge.amount
+                        "{} of {} already used{}; this op needs {}",
+                        unit.show(u.used),
+                        unit.show(c.charge.limit),
+                        u.resets_at
+                            .map(|t| format!(" (resets at {})", crate::human::time(t)))
+                            .unwrap_or_default(),
+                        unit.show(c.charge.amount)
                     )
                 };
                 let mut r = Rejection::new(c.origin.reason, &c.origin.policy, &c.origin.rule, detail);
@@ -1161,7 +1174,11 @@ pub async fn explain(
                             c.origin.reason,
                             &c.origin.policy,
                             &c.origin.rule,
-                            format!("the next use is scheduled at {at}; now is {}", p.now),
+                            format!(
+                                "the next use is scheduled at {}; now is {}",
+                                crate::human::time(at),
+                                crate::human::time(p.now)
+                            ),
                         )
                         .retry_after(at - p.now),
                     );

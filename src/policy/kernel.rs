@@ -445,6 +445,7 @@ fn plan_replay_guard(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Eval
             window: Window::Lifetime,
         },
         origin: ChargeOrigin {
+            unit: super::Unit::Count,
             policy: "opgate".into(),
             rule: "crossChainReplay".into(),
             reason: Reason::CrossChainReplay,
@@ -1007,6 +1008,11 @@ fn plan(
             window,
         },
         origin: ChargeOrigin {
+            unit: if what == "gas" {
+                super::Unit::Wei
+            } else {
+                super::Unit::Count
+            },
             policy: policy.to_string(),
             rule: rule.to_string(),
             reason,
@@ -1041,7 +1047,11 @@ fn time_window(ctx: &OpContext<'_>, valid_after: u64, valid_until: u64) -> Resul
             Reason::OutsideTimeWindow,
             "session:timestamp",
             "validAfter",
-            format!("the session is valid from {valid_after}; now is {now}"),
+            format!(
+                "the session is valid from {}; now is {}",
+                crate::human::time(valid_after),
+                crate::human::time(now)
+            ),
         )
         .retry_after(wait));
     }
@@ -1050,7 +1060,11 @@ fn time_window(ctx: &OpContext<'_>, valid_after: u64, valid_until: u64) -> Resul
             Reason::OutsideTimeWindow,
             "session:timestamp",
             "validUntil",
-            format!("the session expired at {valid_until}; now is {now}"),
+            format!(
+                "the session expired at {}; now is {}",
+                crate::human::time(valid_until),
+                crate::human::time(now)
+            ),
         ));
     }
     Ok(())

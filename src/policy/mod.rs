@@ -193,6 +193,9 @@ impl Rejection {
 pub struct ChargeOrigin {
     /// Policy name (as in [`Rejection::policy`]).
     pub policy: String,
+    /// What the counter counts, for how a refusal reads its amounts.
+    #[serde(skip)]
+    pub unit: Unit,
     /// Rule within the policy.
     pub rule: String,
     /// Reason given when the counter's limit would be passed.
@@ -200,6 +203,26 @@ pub struct ChargeOrigin {
     /// Store-failure behaviour for this charge.
     #[serde(skip)]
     pub on_error: OnError,
+}
+
+/// What a counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unit {
+    /// Operations, argument sums, token base units: read as plain numbers.
+    #[default]
+    Count,
+    /// Wei: read in ether too.
+    Wei,
+}
+
+impl Unit {
+    /// `amount` as a refusal reads it.
+    pub fn show(self, amount: alloy_primitives::U256) -> String {
+        match self {
+            Self::Count => amount.to_string(),
+            Self::Wei => crate::human::ether(amount),
+        }
+    }
 }
 
 /// The verdict of one rule, for `opgate_explainUserOperation`.

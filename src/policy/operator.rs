@@ -22,7 +22,7 @@
 use alloy_primitives::{Address, FixedBytes, U256};
 
 use super::words::{arg, token_amount};
-use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection};
+use super::{hex_addr, ChargeOrigin, Evaluation, OpContext, Planned, Reason, Rejection, Unit};
 use crate::config::{
     Budget, CallRule, CounterScope, OperatorPolicy, PolicyMatch, RuleCallType, Token, TransferRule, Windows,
 };
@@ -223,7 +223,7 @@ struct Planner<'a, 'b> {
 }
 
 impl Planner<'_, '_> {
-    fn charge(&mut self, what: &str, amount: U256, b: &Budget, rule: String, reason: Reason) {
+    fn charge(&mut self, what: &str, amount: U256, b: &Budget, rule: String, reason: Reason, unit: Unit) {
         self.ev.charges.push(Planned {
             charge: Charge {
                 counter: counter_name(self.p, &self.scope, what),
@@ -233,6 +233,7 @@ impl Planner<'_, '_> {
             },
             origin: ChargeOrigin {
                 policy: self.p.name.clone(),
+                unit,
                 rule,
                 reason,
                 on_error: self.p.on_error,
@@ -250,7 +251,11 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
             return Err(fail(
                 Reason::OutsideTimeWindow,
                 "time.not_before",
-                format!("the policy allows ops from {nb}; now is {}", ctx.now),
+                format!(
+                    "the policy allows ops from {}; now is {}",
+                    crate::human::time(nb),
+                    crate::human::time(ctx.now)
+                ),
             )
             .retry_after(nb - ctx.now));
         }
@@ -260,7 +265,11 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
             return Err(fail(
                 Reason::OutsideTimeWindow,
                 "time.not_after",
-                format!("the policy allowed ops until {na}; now is {}", ctx.now),
+                format!(
+                    "the policy allowed ops until {}; now is {}",
+                    crate::human::time(na),
+                    crate::human::time(ctx.now)
+                ),
             ));
         }
     }
@@ -270,7 +279,11 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
             return Err(fail(
                 Reason::GasBudgetExceeded,
                 "limits.max_cost_per_op",
-                format!("the op's maximum gas cost {cost} wei exceeds {max} wei"),
+                format!(
+                    "the op's maximum gas cost {} exceeds {}",
+                    crate::human::ether(cost),
+                    crate::human::ether(max)
+                ),
             ));
         }
     }
@@ -318,11 +331,25 @@ pub(crate) fn evaluate(p: &OperatorPolicy, ctx: &OpContext<'_>, ev: &mut Evaluat
         ev,
     };
     if let Some(b) = &p.limits.ops {
-        planner.charge("ops", U256::from(1), b, "limits.ops".into(), Reason::RateLimited);
+        planner.charge(
+            "ops",
+            U256::from(1),
+            b,
+            "limits.ops".into(),
+            Reason::RateLimited,
+            Unit::Count,
+        );
     }
     if let Some(b) = &p.limits.gas_wei {
         let gas = simulated.map_or(cost, |(_, actual)| actual);
-        planner.charge("gas", gas, b, "limits.gas_wei".into(), Reason::GasBudgetExceeded);
+        planner.charge(
+            "gas",
+            gas,
+            b,
+            "limits.gas_wei".into(),
+            Reason::GasBudgetExceeded,
+            Unit::Wei,
+        );
     }
     if let Some(rules) = &p.calls {
         for (at, c) in &checked {
@@ -393,6 +420,7 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
             b,
             format!("{rule}.value_limit"),
             usage_reason(b),
+            Unit::Wei,
         );
     }
     for (ci, k) in r.constraints.iter().enumerate() {
@@ -425,6 +453,7 @@ fn check_call_rule(pl: &mut Planner<'_, '_>, r: &CallRule, ri: usize, c: &Call, 
                 b,
                 format!("{crule}.limit"),
                 usage_reason(b),
+                Unit::Count,
             );
         }
     }
@@ -515,7 +544,19 @@ fn check_transfers(
     }
     if let Some(b) = &t.limit {
         if !total.is_zero() {
-            pl.charge(&format!("xfer{ti}"), total, b, format!("{rule}.limit"), usage_reason(b));
+            let unit = if matches!(t.token, Token::Native) {
+                Unit::Wei
+            } else {
+                Unit::Count
+            };
+            pl.charge(
+                &format!("xfer{ti}"),
+                total,
+                b,
+                format!("{rule}.limit"),
+                usage_reason(b),
+                unit,
+            );
         }
     }
     Ok(())

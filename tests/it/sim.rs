@@ -441,7 +441,10 @@ async fn transfer_limits_see_value_and_tokens_only_the_simulation_reveals() {
     assert_eq!(v["error"]["data"]["reason"], "LifetimeUsageExceeded", "{v}");
     assert_eq!(v["error"]["data"]["rule"], "transfers[0].limit", "{v}");
     assert!(
-        v["error"]["data"]["detail"].as_str().unwrap().contains("needs 1000"),
+        v["error"]["data"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs 0.000000000000001 ether (1000 wei)"),
         "{v}"
     );
 

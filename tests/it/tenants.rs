@@ -195,6 +195,12 @@ async fn operator_policies_can_match_tenants() {
     let (_, _, text) = request(post_with(&opgate.url(&format!("/1/{ACME_KEY}")), &[], &body)).await;
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["error"]["data"]["policy"], "acme-closed", "{v}");
+    assert!(
+        v["error"]["data"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("until 2000-01-01T00:00:00Z (946684800)")),
+        "times read as ISO-8601 next to Unix seconds: {v}"
+    );
     let (_, _, text) = request(post_with(&opgate.url(&format!("/1/{BETA_KEY}")), &[], &body)).await;
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(v.get("error").is_none(), "another tenant's policy does not apply: {v}");
