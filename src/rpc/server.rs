@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,7 +23,8 @@ use crate::config::{CorsConfig, ServerConfig};
 use crate::listener::{Busy, Clients, TimedBody};
 use crate::telemetry::Metrics;
 
-type ChainService = BoxCloneSyncService<http::Request<TimedBody<Incoming>>, HttpResponse, BoxError>;
+/// A chain's jsonrpsee service, fed the request body opgate has already read (bounded).
+type ChainService = BoxCloneSyncService<http::Request<http_body_util::Full<bytes::Bytes>>, HttpResponse, BoxError>;
 
 /// The server could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ struct Routes {
     chains: Vec<Arc<Chain>>,
     /// `[server.cors]`, when on.
     cors: Option<CorsConfig>,
+    /// `[server] max_request_body`.
+    max_request_body: usize,
 }
 
 /// The JSON-RPC HTTP server: a function of a bound listener and a shutdown future.
@@ -101,6 +105,7 @@ impl RpcServer {
                 single,
                 chains,
                 cors: cfg.cors.clone(),
+                max_request_body: cfg.max_request_body_bytes as usize,
             }),
             clients: Clients::new(cfg.client_limits(), metrics.connections_closed()),
             shutdown_grace: cfg.shutdown_grace,
@@ -392,11 +397,55 @@ async fn route_path(routes: Arc<Routes>, req: http::Request<TimedBody<Incoming>>
                     http::HeaderValue::from_static("application/json"),
                 );
             }
-            service.oneshot(req).await
+            let (parts, body) = req.into_parts();
+            let body = match http_body_util::Limited::new(body, routes.max_request_body)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    return Ok(rpc_error(
+                        413,
+                        -32007,
+                        "the request body is over server.max_request_body",
+                    ))
+                }
+                Err(e) => return Err(e),
+            };
+            let request = http::Request::from_parts(parts, http_body_util::Full::new(body.clone()));
+            let answer = service.oneshot(request).await?;
+            Ok(not_json_rpc(answer, &body).await)
         }
         None if path == "/" => Ok(rpc_error(404, -32601, "several chains are served: use /{chainId}")),
         None => Ok(rpc_error(404, -32601, "no such chain is served here: use /{chainId}")),
     }
+}
+
+/// jsonrpsee answers `-32700` (parse error) to JSON that is not a JSON-RPC request; the JSON-RPC
+/// specification (and the README's table) say `-32600` for that. Only short error answers are
+/// looked at.
+async fn not_json_rpc(answer: HttpResponse, request: &bytes::Bytes) -> HttpResponse {
+    const SHORT: u64 = 256;
+    let short = hyper::body::Body::size_hint(answer.body())
+        .upper()
+        .is_some_and(|n| n <= SHORT);
+    if !short {
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+        return http::Response::from_parts(parts, HttpBody::empty());
+    };
+    let parse_error = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v["error"]["code"] == -32700 && v.get("id").is_some_and(serde_json::Value::is_null));
+    if parse_error && serde_json::from_slice::<serde::de::IgnoredAny>(request).is_ok() {
+        return rpc_error(
+            200,
+            -32600,
+            "not a JSON-RPC request: expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…} or a batch of them",
+        );
+    }
+    http::Response::from_parts(parts, HttpBody::new(http_body_util::Full::new(bytes)))
 }
 
 /// A JSON-RPC error answer (`id` null) with an HTTP status.

@@ -549,7 +549,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
 }
 
 /// Every answer a client can get is JSON-RPC, with the code and HTTP status the README's error
-/// table lists: a body that is not JSON, a missing content type, an unknown chain path and a GET.
+/// table lists: a body that is not JSON or not JSON-RPC, an oversized body, a missing content
+/// type, an unknown chain path and a GET.
 #[tokio::test]
 async fn every_answer_is_json_rpc_with_the_documented_status() {
     let upstream = FakeBundler::answering("\"0x1\"").await;
@@ -574,6 +575,18 @@ async fn every_answer_is_json_rpc_with_the_documented_status() {
             post("/1", Some("application/json"), "{not json"),
             200,
             -32700,
+        ),
+        (
+            "not JSON-RPC",
+            post("/1", Some("application/json"), r#"{"foo":1}"#),
+            200,
+            -32600,
+        ),
+        (
+            "an oversized body",
+            post("/1", Some("application/json"), &"x".repeat(2 << 20)),
+            413,
+            -32007,
         ),
         (
             "an unknown chain path",
