@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Pass-through overhead benchmark: opgate versus calling the upstream bundler directly, on
-# loopback, in one process (see benches/passthrough.rs and BENCHMARKS.md).
+# Pass-through overhead benchmark: opgate versus calling the upstream bundler directly, and an
+# opgate with an API key check and request limits (`keyed`, memory store) versus plain opgate, on
+# loopback, in one process (see benches/passthrough.rs and BENCHMARKS.md). When Redis answers on
+# 127.0.0.1:6379 (or --redis URL; --redis off skips it), it also counts the store round trips per
+# keyed request, under a key prefix of its own that it deletes afterwards.
 #
 # Usage: scripts/bench-passthrough.sh [bench options]   e.g. --concurrency 32 --reps 7 --json out.json
 # Options may also come from OPGATE_BENCH_* environment variables; `--help` lists them.
