@@ -173,23 +173,19 @@ impl Access {
             }
             tenant = Some((i, key_hash(key)));
         }
-        let mut limits = Vec::with_capacity(2);
-        if let Some((i, hash)) = tenant {
-            if let Some(r) = self.tenants[i].requests {
-                limits.push((
-                    format!("key:{hash}"),
-                    r.rate,
-                    r.burst,
-                    format!("tenant {}", self.tenants[i].name),
-                ));
-            }
-        }
-        if let Some(l) = &self.ip_limit {
+        let key_limit = tenant.and_then(|(i, hash)| self.tenants[i].requests.map(|r| (format!("key:{hash}"), r, i)));
+        let ip_limit = self.ip_limit.as_ref().map(|l| {
             let ip = client_ip(peer, forwarded_for, &l.trusted_proxies);
-            limits.push((format!("ip:{ip}"), l.rate.rate, l.rate.burst, "client IP".to_string()));
+            (format!("ip:{ip}"), l.rate)
+        });
+        let mut asked: Vec<(&str, u32, u32)> = Vec::with_capacity(2);
+        if let Some((k, r, _)) = &key_limit {
+            asked.push((k.as_str(), r.rate, r.burst));
         }
-        if !limits.is_empty() {
-            let asked: Vec<(String, u32, u32)> = limits.iter().map(|(k, r, b, _)| (k.clone(), *r, *b)).collect();
+        if let Some((k, r)) = &ip_limit {
+            asked.push((k.as_str(), r.rate, r.burst));
+        }
+        if !asked.is_empty() {
             let answer = tokio::time::timeout(
                 store_timeout,
                 self.store.rate_limit(&asked, std::time::SystemTime::now()),
@@ -198,11 +194,10 @@ impl Access {
             match answer {
                 Ok(Ok(None)) => {}
                 Ok(Ok(Some(wait))) => {
-                    // The tighter limit names the refusal.
-                    let limit = if limits.len() == 1 {
-                        limits[0].3.clone()
-                    } else {
-                        "tenant or client IP".to_string()
+                    let limit = match (&key_limit, &ip_limit) {
+                        (Some((_, _, i)), None) => format!("tenant {}", self.tenants[*i].name),
+                        (None, Some(_)) => "client IP".to_string(),
+                        _ => "tenant or client IP".to_string(),
                     };
                     return Err(Refusal::RateLimited {
                         tenant: tenant.map(|(i, _)| Arc::from(self.tenants[i].name.as_str())),

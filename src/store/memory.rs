@@ -131,7 +131,7 @@ impl MemoryStore {
 
     /// See [`Store::rate_limit`](super::Store::rate_limit): GCRA on `(key, interval,
     /// tolerance)` in microseconds, all or none.
-    pub async fn rate_limit(&self, limits: &[(String, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
+    pub async fn rate_limit(&self, limits: &[(&str, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
         let mut rates = self.rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if rates.len() >= RATE_ENTRIES_PRUNE_AT {
             rates.retain(|_, tat| *tat > now_us);
@@ -139,7 +139,7 @@ impl MemoryStore {
         let mut wait = 0u64;
         let mut next = Vec::with_capacity(limits.len());
         for (k, interval, tolerance) in limits {
-            let tat = rates.get(k).copied().unwrap_or(0).max(now_us);
+            let tat = rates.get(*k).copied().unwrap_or(0).max(now_us);
             let new_tat = tat.saturating_add(*interval);
             let allow_at = new_tat.saturating_sub(*tolerance);
             if now_us < allow_at {
@@ -149,7 +149,12 @@ impl MemoryStore {
         }
         if wait == 0 {
             for ((k, ..), tat) in limits.iter().zip(next) {
-                rates.insert(k.clone(), tat);
+                match rates.get_mut(*k) {
+                    Some(slot) => *slot = tat,
+                    None => {
+                        rates.insert((*k).to_owned(), tat);
+                    }
+                }
             }
         }
         Ok(wait)

@@ -236,21 +236,17 @@ impl Store {
     /// and charged; `Some(wait)`: refused, admitted again after `wait`.
     pub async fn rate_limit(
         &self,
-        limits: &[(String, u32, u32)],
+        limits: &[(&str, u32, u32)],
         now: std::time::SystemTime,
     ) -> Result<Option<Duration>, StoreError> {
         let now_us = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let gcra: Vec<(String, u64, u64)> = limits
+        let gcra: Vec<(&str, u64, u64)> = limits
             .iter()
             .map(|(k, rate, burst)| {
-                let interval = 1_000_000 / u64::from((*rate).max(1));
-                (
-                    format!("rl:{k}"),
-                    interval.max(1),
-                    interval.max(1) * u64::from((*burst).max(1)),
-                )
+                let interval = (1_000_000 / u64::from((*rate).max(1))).max(1);
+                (*k, interval, interval.saturating_mul(u64::from((*burst).max(1))))
             })
             .collect();
         let wait = dispatch!(self, s => s.rate_limit(&gcra, now_us).await)?;

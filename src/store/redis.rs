@@ -202,14 +202,14 @@ impl RedisStore {
 
     /// See [`Store::rate_limit`](super::Store::rate_limit): `(key, interval, tolerance)` in
     /// microseconds; answers the wait in microseconds (0: admitted).
-    pub async fn rate_limit(&self, limits: &[(String, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
+    pub async fn rate_limit(&self, limits: &[(&str, u64, u64)], now_us: u64) -> Result<u64, StoreError> {
         if limits.is_empty() {
             return Ok(0);
         }
         let mut inv = self.rate.prepare_invoke();
         inv.arg(now_us);
         for (k, interval, tolerance) in limits {
-            inv.key(self.key(k));
+            inv.key(self.key(&format!("rl:{k}")));
             inv.arg(*interval).arg(*tolerance);
         }
         let reply = self
