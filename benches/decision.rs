@@ -36,6 +36,9 @@ mod allocator;
 #[path = "common/resp_proxy.rs"]
 mod resp_proxy;
 use resp_proxy::{serve_proxy, Counts};
+#[path = "common/kernel_session.rs"]
+mod kernel_session;
+use kernel_session::*;
 #[path = "common/host.rs"]
 mod host;
 use host::{
@@ -49,7 +52,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{address, eip191_hash_message, keccak256, Address, Bytes, FixedBytes, B256, U256};
-use alloy_sol_types::SolValue;
 use hdrhistogram::Histogram;
 use k256::ecdsa::SigningKey;
 use opgate::app::App;
@@ -57,10 +59,7 @@ use opgate::chain::Chain;
 use opgate::config::{Config, Overrides};
 use opgate::decode::ecdsa::{recover, recover_eip191};
 use opgate::decode::permission::ECDSA_SIGNER;
-use opgate::decode::policy::{CALL_POLICY_V0_0_4, GAS_POLICY, RATE_LIMIT_POLICY, TIMESTAMP_POLICY};
-use opgate::decode::serialized::{
-    derive_permission_id, validator_data, PolicyEntry, SerializedPolicyType, EXECUTE_SELECTOR,
-};
+use opgate::decode::serialized::{derive_permission_id, validator_data, EXECUTE_SELECTOR};
 use opgate::decode::{decode_permission_data, DecodeOptions};
 use opgate::pipeline::{self, Gate};
 use opgate::registry::{Source, StoredPermission};
@@ -86,8 +85,6 @@ const ACCOUNT: Address = address!("49f0faDC8c183a2c18D7cd4515Ebe0329ab0B839");
 const TARGET: Address = address!("edCC53F25Bac99Ebb78D3a0012eC78Ae3e67494e");
 /// The only recipient the session may pay.
 const RECIPIENT: Address = address!("02C968795e3E1AbF323307B002AA0522D4DfCF1B");
-/// `transfer(address,uint256)`.
-const TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
 /// The session's CallPolicy cap on the amount, and what every op transfers.
 const MAX_AMOUNT: u64 = 1_000_000;
 const AMOUNT: u64 = 100;
@@ -206,104 +203,6 @@ fn parse_args() -> Result<Args, String> {
 
 // ---------------------------------------------------------------------------------------------
 // The session: policies, permission and signed operations
-
-fn word(bytes: &[u8]) -> [u8; 32] {
-    let mut w = [0u8; 32];
-    w[32 - bytes.len()..].copy_from_slice(bytes);
-    w
-}
-
-fn u64_word(v: u64) -> [u8; 32] {
-    word(&v.to_be_bytes())
-}
-
-alloy_sol_types::sol! {
-    /// CallPolicy ≥ 0.0.2 `ParamRule`.
-    struct ParamRule {
-        uint8 condition;
-        uint64 offset;
-        bytes32[] params;
-    }
-    /// CallPolicy ≥ 0.0.2 `Permission`.
-    struct CallPermission {
-        bytes1 callType;
-        address target;
-        bytes4 selector;
-        uint256 valueLimit;
-        ParamRule[] rules;
-    }
-}
-
-/// One rule: condition, byte offset into the arguments, params.
-type Rule = (u8, u64, Vec<B256>);
-
-fn entry(policy_type: SerializedPolicyType, address: Address, data: Vec<u8>) -> PolicyEntry {
-    PolicyEntry {
-        policy_type,
-        flag: FixedBytes::ZERO,
-        address,
-        data: Bytes::from(data),
-    }
-}
-
-/// CallPolicy 0.0.4 with one permission: `call` to `target`, `selector`, with `rules`.
-fn call_policy(target: Address, selector: [u8; 4], value_limit: U256, rules: &[Rule]) -> PolicyEntry {
-    let permissions = vec![CallPermission {
-        callType: FixedBytes([0x00]),
-        target,
-        selector: FixedBytes(selector),
-        valueLimit: value_limit,
-        rules: rules
-            .iter()
-            .map(|(condition, offset, params)| ParamRule {
-                condition: *condition,
-                offset: *offset,
-                params: params.clone(),
-            })
-            .collect(),
-    }];
-    entry(SerializedPolicyType::Call, CALL_POLICY_V0_0_4, permissions.abi_encode())
-}
-
-/// GasPolicy: `abi.encode(uint128 allowed, bool enforcePaymaster, address allowedPaymaster)`.
-fn gas_policy(allowed: u128, enforce_paymaster: bool, paymaster: Address) -> PolicyEntry {
-    entry(
-        SerializedPolicyType::Gas,
-        GAS_POLICY,
-        (allowed, enforce_paymaster, paymaster).abi_encode_params(),
-    )
-}
-
-/// RateLimitPolicy: `uint48 interval ‖ uint48 count ‖ uint48 startAt`, packed.
-fn rate_limit_policy(interval: u64, count: u64, start_at: u64) -> PolicyEntry {
-    let data = [interval, count, start_at]
-        .iter()
-        .flat_map(|v| v.to_be_bytes()[2..].to_vec())
-        .collect();
-    entry(SerializedPolicyType::RateLimit, RATE_LIMIT_POLICY, data)
-}
-
-/// TimestampPolicy: `abi.encode(uint48 validAfter, uint48 validUntil)`.
-fn timestamp_policy(valid_after: u64, valid_until: u64) -> PolicyEntry {
-    let data = [u64_word(valid_after), u64_word(valid_until)].concat();
-    entry(SerializedPolicyType::Timestamp, TIMESTAMP_POLICY, data)
-}
-
-/// `transfer(to, amount)` call data.
-fn transfer_data(to: Address, amount: u64) -> Vec<u8> {
-    [&TRANSFER[..], &word(to.as_slice()), &u64_word(amount)].concat()
-}
-
-/// Kernel `execute(bytes32 mode = 0, abi.encodePacked(target, value, data))`: one call.
-fn execute_call(target: Address, value: U256, data: &[u8]) -> Bytes {
-    let packed = [target.as_slice(), &value.to_be_bytes::<32>(), data].concat();
-    let args = (B256::ZERO, Bytes::from(packed)).abi_encode_params();
-    Bytes::from([&EXECUTE_SELECTOR[..], &args].concat())
-}
-
-fn hex_bytes(b: &[u8]) -> String {
-    format!("0x{}", alloy_primitives::hex::encode(b))
-}
 
 fn parse_hex(v: &serde_json::Value, what: &str) -> Result<Vec<u8>, String> {
     let s = v.as_str().ok_or_else(|| format!("vector: {what} is not a string"))?;
