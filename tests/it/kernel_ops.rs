@@ -616,6 +616,19 @@ pub(crate) fn session_signed(a: &Account, op: Op, chain: u64) -> Op {
 // opgate in front of a fake bundler
 // ---------------------------------------------------------------------------------------------
 
+/// A fake bundler that accepts every `eth_sendUserOperation` with [`BUNDLER_HASH`] and answers
+/// every other method with `null`.
+pub(crate) async fn accepting_bundler() -> FakeBundler {
+    FakeBundler::start(|r| {
+        if r.method == "eth_sendUserOperation" {
+            Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{BUNDLER_HASH}"}}"#))
+        } else {
+            Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
+        }
+    })
+    .await
+}
+
 pub(crate) struct Harness {
     pub(crate) bundler: FakeBundler,
     pub(crate) opgate: Opgate,
@@ -628,14 +641,7 @@ impl Harness {
     /// opgate serving `chains` (all relayed to one fake bundler), with `extra` TOML
     /// (`[store]`, `[[delegates]]`, `[[policies]]`) and its clock at [`NOW`].
     pub(crate) async fn start(chains: &[u64], extra: &str) -> Self {
-        let bundler = FakeBundler::start(|r| {
-            if r.method == "eth_sendUserOperation" {
-                Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{BUNDLER_HASH}"}}"#))
-            } else {
-                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-            }
-        })
-        .await;
+        let bundler = accepting_bundler().await;
         let mut toml = format!("{extra}\n");
         for id in chains {
             toml.push_str(&format!("[[chains]]\nid = {id}\nupstreams = [\"{}\"]\n", bundler.url()));

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::devnet::Devnet;
 use crate::kernel_ops::*;
 use crate::sim::{compile, deploy, rpc, tx_receipt, FUNDER};
-use crate::support::{call, FakeBundler, Opgate, Reply};
+use crate::support::{call, Opgate};
 
 const ECDSA_VALIDATOR_V3_0: Address = address!("8104e3Ad430EA6d354d013A6789fDFc71E671c43");
 const ECDSA_VALIDATOR: Address = address!("845ADb2C711129d4f3966735eD98a9F09fC4cE57");
@@ -202,14 +202,7 @@ impl Chain {
 /// opgate reading accounts from `chain`'s node (simulation off: the state contracts validate
 /// nothing), in front of a fake bundler, on `store`.
 async fn opgate(chain: &Chain, store: &str, clock: Arc<ManualClock>) -> Harness {
-    let bundler = FakeBundler::start(|r| {
-        if r.method == "eth_sendUserOperation" {
-            Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{BUNDLER_HASH}"}}"#))
-        } else {
-            Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-        }
-    })
-    .await;
+    let bundler = accepting_bundler().await;
     let toml = format!(
         "{store}\n[[chains]]\nid = {CHAIN}\nupstreams = [\"{}\"]\nnode = \"{}\"\n[chains.simulation]\nenabled = \
          false\n[chains.accounts]\nhead_poll = \"50ms\"\npending_timeout = \"{PENDING_SECS}s\"\n",
@@ -672,14 +665,7 @@ async fn an_unreadable_node_follows_on_sim_error() {
     let node = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
     for (on_sim_error, refused) in [("reject", true), ("allow", false)] {
-        let bundler = FakeBundler::start(|r| {
-            if r.method == "eth_sendUserOperation" {
-                Reply::Json(format!(r#"{{"jsonrpc":"2.0","id":{{id}},"result":"{BUNDLER_HASH}"}}"#))
-            } else {
-                Reply::Json(r#"{"jsonrpc":"2.0","id":{id},"result":null}"#.into())
-            }
-        })
-        .await;
+        let bundler = accepting_bundler().await;
         let toml = format!(
             "[[chains]]\nid = {CHAIN}\nupstreams = [\"{}\"]\nnode = \"{node}\"\n[chains.simulation]\nenabled = \
              false\non_sim_error = \"{on_sim_error}\"\ntimeout = \"500ms\"\n",
