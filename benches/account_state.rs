@@ -1325,6 +1325,8 @@ async fn steps(o: &Opgate, ops: &[Box<RawValue>], stages: &mut [Stage; 4]) -> Re
         let charges: Vec<_> = permit.charges().iter().map(|c| c.charge.clone()).collect();
         let r = Reservation {
             op: p.hash,
+            account: p.op.sender(),
+            attempt: opgate::store::new_attempt(),
             now: p.now,
             charges: &charges,
             guards: permit.guards(),

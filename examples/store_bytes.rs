@@ -19,9 +19,9 @@ mod allocator;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use opgate::store::memory::MemoryStore;
-use opgate::store::{Charge, Reservation, Reserved, Window};
+use opgate::store::{Charge, Reservation, Reserved, Scope, Window};
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -36,6 +36,7 @@ fn resident_bytes() -> u64 {
 fn charge(counter: String, window: Window) -> Charge {
     Charge {
         counter,
+        scope: Scope::Account,
         amount: U256::from(21_000u64) * U256::from(1_000_000_000u64),
         limit: U256::MAX,
         window,
@@ -50,6 +51,8 @@ async fn run(what: &str, n: u64, per_op: impl Fn(u64) -> Vec<Charge>, entries_pe
         let charges = per_op(i);
         let r = Reservation {
             op: B256::from(U256::from(i) + U256::from(1u64 << 40)),
+            account: Address::with_last_byte(1),
+            attempt: i + 1,
             now,
             charges: &charges,
             guards: &[],
@@ -58,7 +61,7 @@ async fn run(what: &str, n: u64, per_op: impl Fn(u64) -> Vec<Charge>, entries_pe
             Ok(Reserved::Charged) => {}
             other => return Err(format!("{what}: op {i}: {other:?}")),
         }
-        store.commit(r.op).await.map_err(|e| e.to_string())?;
+        store.commit(&r.ticket()).await.map_err(|e| e.to_string())?;
     }
     let grown = resident_bytes().saturating_sub(before);
     let entries = store.entries() as u64;

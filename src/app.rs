@@ -18,7 +18,8 @@ use crate::relay::{Relay, RelayBuildError, UpstreamAnswer};
 use crate::rpc::{RpcServer, ServerError};
 use crate::sim::Simulator;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::target::Target;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 
@@ -61,7 +62,7 @@ impl App {
     /// [`App::build`] with a given clock (tests pin or advance it).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let metrics = Metrics::new();
-        let store = Arc::new(build_store(&config.store).await?);
+        let store = Arc::new(build_store(&config.store, &config.tls).await?);
         let registry = Arc::new(Registry::new(store.clone()));
         let gate = Arc::new(Gate {
             store: store.clone(),
@@ -260,14 +261,30 @@ impl App {
     }
 }
 
-async fn build_store(c: &StoreConfig) -> Result<Store, AppError> {
+async fn build_store(c: &StoreConfig, tls: &crate::config::TlsConfig) -> Result<Store, AppError> {
     Ok(match &c.backend {
         StoreBackend::Memory => Store::Memory(MemoryStore::bounded(c.dedupe_ttl, c.max_entries)),
-        StoreBackend::Redis { url } => Store::Redis(
-            RedisStore::connect(url, &c.prefix, c.timeout, c.dedupe_ttl)
-                .await
-                .map_err(|e| AppError::Store(e.to_string()))?,
-        ),
+        StoreBackend::Redis { url } => {
+            let target = Target::parse(url).map_err(|e| AppError::Store(format!("store.url: {e}")))?;
+            let ca_pem = match &tls.ca_file {
+                Some(path) if target.tls => Some(
+                    std::fs::read(path).map_err(|e| AppError::Store(format!("tls.ca_file {}: {e}", path.display())))?,
+                ),
+                _ => None,
+            };
+            let options = RedisOptions {
+                prefix: c.prefix.clone(),
+                timeout: c.timeout,
+                dedupe_ttl: c.dedupe_ttl,
+                durability: c.durability,
+                ca_pem,
+            };
+            Store::Redis(
+                RedisStore::connect_with(&target, options)
+                    .await
+                    .map_err(|e| AppError::Store(e.to_string()))?,
+            )
+        }
     })
 }
 

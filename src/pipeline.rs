@@ -38,7 +38,7 @@ use crate::registry::{AccountInfo, KnownPermission, Pending, Registry, Source, S
 use crate::relay::{RelayError, UpstreamAnswer};
 use crate::rpc::errors::{self, RpcFailure};
 use crate::sim::{Effects, Execution, SimError, Simulation, Validation};
-use crate::store::{Reservation, Reserved, Store, StoreError};
+use crate::store::{CounterRef, Reservation, Reserved, Store, StoreError, Ticket};
 use crate::telemetry::{DecisionMetrics, Stage};
 use crate::userop::{self, UserOperation};
 
@@ -87,6 +87,8 @@ impl Gate {
             StoreError::Protocol(_) => "protocol",
         };
         self.metrics.store_error(operation, kind);
+        self.metrics
+            .store_reconnects(self.store.topology(), self.store.reconnects());
         tracing::warn!(operation, error = %e, "usage store failed");
     }
 }
@@ -693,7 +695,7 @@ pub struct Decided {
 impl Decided {
     /// Whether this decision charged counters (which must then be committed or refunded).
     pub fn charged(&self) -> bool {
-        self.charged == Charged::Yes
+        matches!(self.charged, Charged::Yes(_))
     }
 }
 
@@ -809,7 +811,8 @@ fn reject(gate: &Gate, label: &str, p: &Prepared, r: &Rejection) -> RpcFailure {
 /// Whether the op was charged (and so must be committed or refunded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Charged {
-    Yes,
+    /// Charged by this send, which must commit or refund with the ticket.
+    Yes(Ticket),
     /// Already charged by an earlier send of the same hash, or relayed under `on_error = allow`.
     No,
 }
@@ -818,6 +821,8 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
     let charges: Vec<_> = permit.charges().iter().map(|c| c.charge.clone()).collect();
     let r = Reservation {
         op: p.hash,
+        account: p.op.sender(),
+        attempt: crate::store::new_attempt(),
         now: p.now,
         charges: &charges,
         guards: permit.guards(),
@@ -831,7 +836,7 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
             gate.metrics.reservation(label, "charged");
             gate.metrics
                 .decision(label, "accepted", "none", "none", p.tenant.as_deref().unwrap_or("none"));
-            Ok(Charged::Yes)
+            Ok(Charged::Yes(r.ticket()))
         }
         Ok(Reserved::AlreadyCharged) => {
             gate.metrics.reservation(label, "already_charged");
@@ -907,11 +912,11 @@ async fn reserve(gate: &Gate, label: &str, p: &Prepared, permit: &Permit) -> Res
         }
         Err(e) => {
             gate.store_error("reserve", &e);
-            if matches!(e, StoreError::Timeout(_)) {
-                // The script may have run after the wait ended: take back whatever it charged,
-                // since this op is either refused or relayed uncharged.
-                undo_late_reservation(gate.store.clone(), p.hash);
-            }
+            // The script may have run (a timeout, a connection lost after sending, a replica that
+            // did not acknowledge in time): take back whatever this attempt charged, since this op
+            // is either refused or relayed uncharged. Only this attempt's reservation can be taken
+            // back, and not once another send relied on it.
+            undo_late_reservation(gate.store.clone(), r.ticket());
             if permit.allows_without_store(gate.on_error) {
                 gate.metrics.store_fallback(label, "allowed");
                 gate.metrics.decision(
@@ -944,10 +949,11 @@ fn replay_detail() -> String {
 }
 
 /// Refunds a reservation whose answer came too late, retrying a few times in the background.
-fn undo_late_reservation(store: Arc<Store>, hash: B256) {
+fn undo_late_reservation(store: Arc<Store>, ticket: Ticket) {
+    let hash = ticket.op;
     tokio::spawn(async move {
         for attempt in 0..5u32 {
-            match store.refund(hash).await {
+            match store.refund(&ticket).await {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::debug!(%hash, attempt, error = %e, "refund after a store timeout failed");
@@ -964,14 +970,14 @@ pub async fn settle(gate: &Gate, label: &str, decided: &Decided, answer: &Result
     let (p, charged) = (&decided.prepared, decided.charged);
     let accepted = matches!(answer, Ok(UpstreamAnswer::Result(_)));
     let delivered_unknown = matches!(answer, Err(RelayError::OutcomeUnknown { .. }));
-    if charged == Charged::Yes {
+    if let Charged::Yes(ticket) = charged {
         if accepted {
-            match gate.store.commit(p.hash).await {
+            match gate.store.commit(&ticket).await {
                 Ok(()) => gate.metrics.reservation(label, "committed"),
                 Err(e) => gate.store_error("commit", &e),
             }
         } else if !delivered_unknown {
-            match gate.store.refund(p.hash).await {
+            match gate.store.refund(&ticket).await {
                 Ok(true) => gate.metrics.reservation(label, "refunded"),
                 Ok(false) => {}
                 Err(e) => gate.store_error("refund", &e),
@@ -1115,9 +1121,13 @@ pub async fn explain(
     let counters: Vec<_> = ev
         .charges
         .iter()
-        .map(|c| (c.charge.counter.clone(), c.charge.window))
+        .map(|c| CounterRef {
+            scope: c.charge.scope,
+            counter: c.charge.counter.clone(),
+            window: c.charge.window,
+        })
         .collect();
-    let usage = match gate.store.usage(&counters, p.now).await {
+    let usage = match gate.store.usage(p.op.sender(), &counters, p.now).await {
         Ok(u) => Some(u),
         Err(e) => {
             gate.store_error("usage", &e);

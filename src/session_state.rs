@@ -13,7 +13,7 @@ use crate::policy::hex_addr;
 use crate::policy::kernel::{policy_name, session_counter};
 use crate::policy::operator::{self, Subject, ValidationKey};
 use crate::rpc::errors::{self, RpcFailure};
-use crate::store::Window;
+use crate::store::{CounterRef, Scope, Window};
 
 /// One limit and its state.
 #[derive(Debug, Serialize)]
@@ -241,7 +241,11 @@ pub async fn get(
                 }
                 _ => continue,
             };
-            counters.push((session_counter(chain_id, account, pid, i, what), window));
+            counters.push(CounterRef {
+                scope: Scope::Account,
+                counter: session_counter(chain_id, account, pid, i, what),
+                window,
+            });
             limits.push((
                 policy_name(&p.params).to_string(),
                 format!("policies[{i}]"),
@@ -269,12 +273,16 @@ pub async fn get(
         let scope = operator::scope_key(p, &subject);
         for b in operator::budgets(p) {
             let window = operator::window(p, b.budget);
-            counters.push((operator::counter_name(p, &scope, &b.what), window));
+            counters.push(CounterRef {
+                scope: operator::store_scope(p),
+                counter: operator::counter_name(p, &scope, &b.what),
+                window,
+            });
             limits.push((p.name.clone(), b.rule, b.kind, b.budget.amount, window));
         }
     }
     let now = gate.clock.now();
-    let usage = match gate.store.usage(&counters, now).await {
+    let usage = match gate.store.usage(account, &counters, now).await {
         Ok(u) => Some(u),
         Err(e) => {
             let _ = store_failed(&e);

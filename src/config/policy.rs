@@ -58,6 +58,8 @@ pub struct StoreConfig {
     pub dedupe_ttl: Duration,
     /// The memory backend's entry cap (counters, op records, revocations, registry entries).
     pub max_entries: usize,
+    /// When a Redis reservation counts: on the primary, or once a replica acknowledged it.
+    pub durability: crate::store::redis::Durability,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +71,7 @@ impl Default for StoreConfig {
             timeout: Duration::from_millis(250),
             dedupe_ttl: Duration::from_secs(24 * 3600),
             max_entries: crate::store::memory::DEFAULT_MAX_ENTRIES,
+            durability: crate::store::redis::Durability::Primary,
         }
     }
 }
@@ -420,9 +423,7 @@ pub(super) fn store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
         }
         Some("redis") => {
             let url = text("store.url", &raw.url)?.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-                return Err(invalid("store.url", "must be a redis:// or rediss:// URL"));
-            }
+            crate::store::target::Target::parse(&url).map_err(|m| invalid("store.url", m))?;
             StoreBackend::Redis { url }
         }
         Some(other) => {
@@ -443,7 +444,26 @@ pub(super) fn store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
         Some(v) => OnError::parse("store.on_error", v)?,
         None => d.on_error,
     };
+    let durability = match raw.durability.as_deref() {
+        None | Some("primary") => crate::store::redis::Durability::Primary,
+        Some("replica") => {
+            if matches!(backend, StoreBackend::Memory) {
+                return Err(invalid(
+                    "store.durability",
+                    "\"replica\" needs backend = \"redis\" (the memory store has no replicas)",
+                ));
+            }
+            crate::store::redis::Durability::Replica
+        }
+        Some(other) => {
+            return Err(invalid(
+                "store.durability",
+                format!("`{other}` is not \"primary\" or \"replica\""),
+            ))
+        }
+    };
     Ok(StoreConfig {
+        durability,
         backend,
         prefix,
         on_error,

@@ -45,6 +45,7 @@ pub(crate) struct RawStore {
     pub(crate) timeout: Option<String>,
     pub(crate) dedupe_ttl: Option<String>,
     pub(crate) max_entries: Option<u64>,
+    pub(crate) durability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -28,7 +28,7 @@ use crate::decode::{
     ValidationMode, ValidationType,
 };
 use crate::decode::{decode_multichain_signature, verify_merkle_proof, DecodeError, KernelVersion};
-use crate::store::{Charge, Window};
+use crate::store::{Charge, Scope, Window};
 use crate::userop::EntryPointVersion;
 
 /// The `policy` name of a Kernel policy: `session:call`, `session:gas`, ….
@@ -440,6 +440,8 @@ fn plan_replay_guard(ctx: &OpContext<'_>, settings: &Settings<'_>, ev: &mut Eval
     ev.charges.push(Planned {
         charge: Charge {
             counter: replay_counter(hash),
+            // Not the account's: a marker any chain's relay of the op finds.
+            scope: Scope::Shared,
             amount: U256::from(1),
             limit: U256::from(1),
             window: Window::Lifetime,
@@ -1003,6 +1005,7 @@ fn plan(
     ev.charges.push(Planned {
         charge: Charge {
             counter: session_counter(ctx.chain_id, ctx.sender(), pid, index, what),
+            scope: Scope::Account,
             amount,
             limit,
             window,

@@ -28,7 +28,7 @@ use crate::config::{
 };
 use crate::decode::{Call, CallDataFormat, CallKind};
 use crate::sim::{Effects, TokenMove};
-use crate::store::{Charge, Window};
+use crate::store::{Charge, Scope, Window};
 
 /// Who an operator policy is asked about: an op, or a session-state query (where the EntryPoint
 /// and paymaster are not known and do not restrict the match).
@@ -136,6 +136,14 @@ pub fn scope_key(p: &OperatorPolicy, s: &Subject) -> String {
     }
 }
 
+/// Where a policy's counters live: with the account, unless they are shared by every account.
+pub fn store_scope(p: &OperatorPolicy) -> Scope {
+    match p.limits.scope {
+        CounterScope::Session | CounterScope::Sender => Scope::Account,
+        CounterScope::Policy => Scope::Shared,
+    }
+}
+
 /// A policy's counter name for one of its budgets.
 pub fn counter_name(p: &OperatorPolicy, scope: &str, what: &str) -> String {
     format!("o:{}:{scope}:{what}", p.name)
@@ -227,6 +235,7 @@ impl Planner<'_, '_> {
         self.ev.charges.push(Planned {
             charge: Charge {
                 counter: counter_name(self.p, &self.scope, what),
+                scope: store_scope(self.p),
                 amount,
                 limit: b.amount,
                 window: window(self.p, b),

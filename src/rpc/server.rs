@@ -463,13 +463,29 @@ async fn ready(routes: &Routes) -> HttpResponse {
         .chains
         .iter()
         .map(|c| async move { (c.label.clone(), c.relay.probe(READY_PROBE_DEADLINE).await) });
-    let results = join_all(probes).await;
-    let all_ready = results.iter().all(|(_, ok)| *ok);
+    // The store is one for every chain: every gate holds the same.
+    let store = routes.chains.first().map(|c| c.gate.clone());
+    let store_probe = async move {
+        let gate = store?;
+        let ok = matches!(
+            tokio::time::timeout(READY_PROBE_DEADLINE, gate.store.ping()).await,
+            Ok(Ok(()))
+        );
+        gate.metrics
+            .store_reconnects(gate.store.topology(), gate.store.reconnects());
+        Some((gate.store.backend(), gate.store.topology(), ok))
+    };
+    let (results, store) = futures::join!(join_all(probes), store_probe);
+    let store_ready = store.is_none_or(|(_, _, ok)| ok);
+    let all_ready = results.iter().all(|(_, ok)| *ok) && store_ready;
     let chains: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
         .map(|(label, ok)| (label, serde_json::Value::Bool(ok)))
         .collect();
-    let body = serde_json::json!({ "ready": all_ready, "chains": chains });
+    let mut body = serde_json::json!({ "ready": all_ready, "chains": chains });
+    if let Some((backend, topology, ok)) = store {
+        body["store"] = serde_json::json!({ "backend": backend, "topology": topology, "ready": ok });
+    }
     http::Response::builder()
         .status(if all_ready { 200 } else { 503 })
         .header(http::header::CONTENT_TYPE, "application/json")

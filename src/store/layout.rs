@@ -3,7 +3,9 @@
 
 use alloy_primitives::U256;
 
-use super::{Usage, Window};
+use alloy_primitives::Address;
+
+use super::{Scope, Usage, Window};
 
 /// How long a closed window's counter is kept after its end, so that a late refund still finds it.
 pub(crate) const GRACE_SECS: u64 = 3600;
@@ -44,6 +46,16 @@ pub(crate) fn counter_key(counter: &str, window: &Window, now: u64) -> String {
         }
         Window::Anchored { period: p } => format!("c:a{}:{counter}", period(p)),
         Window::Schedule { start_at, interval } => format!("c:s{start_at}+{interval}:{counter}"),
+    }
+}
+
+/// The part of a key that says whose it is: `a:<account>` (lowercase hex) for an account's
+/// counters and op records, `p` for shared counters. In Redis it follows the prefix inside the
+/// hash tag (`{opgate:a:0x…}`), so it decides the Cluster slot.
+pub(crate) fn owner(scope: Scope, account: Address) -> String {
+    match scope {
+        Scope::Account => format!("a:{account:#x}"),
+        Scope::Shared => "p".to_owned(),
     }
 }
 

@@ -29,10 +29,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 
 use super::layout::{self, counter_key};
-use super::{Reservation, Reserved, StoreError, Usage, Window, DEFAULT_DEDUPE_TTL};
+use super::{CounterRef, Reservation, Reserved, Scope, StoreError, Ticket, Usage, Window, DEFAULT_DEDUPE_TTL};
 
 /// How far the callers' clock moves between two prunings.
 const PRUNE_EVERY_SECS: u64 = 60;
@@ -79,6 +79,8 @@ struct Counter {
 #[derive(Debug)]
 struct OpRecord {
     committed: bool,
+    /// The attempt that may refund it; 0 once another send relied on it.
+    attempt: u64,
     expires_at: u64,
     charges: Vec<Charged>,
 }
@@ -90,6 +92,8 @@ struct Charged {
     key: String,
     amount: U256,
     window_end: Option<u64>,
+    /// This charge opened its anchored window.
+    opened: bool,
 }
 
 /// A counter as one reservation sees it while checking its charges.
@@ -180,14 +184,17 @@ impl MemoryStore {
         if let Some(index) = r.guards.iter().position(|guard| g.revoked.contains_key(guard)) {
             return Ok(Reserved::Revoked { index });
         }
-        if g.ops.get(&r.op).is_some_and(|op| now < op.expires_at) {
+        if let Some(op) = g.ops.get_mut(&r.op).filter(|op| now < op.expires_at) {
+            // This send relies on the earlier reservation: nobody may take it back any more.
+            op.attempt = 0;
             return Ok(Reserved::AlreadyCharged);
         }
 
         let mut pending: Vec<Pending> = Vec::new();
         let mut charged = Vec::with_capacity(r.charges.len());
-        for (index, charge) in r.charges.iter().enumerate() {
-            let key = counter_key(&charge.counter, &charge.window, now);
+        for index in super::check_order(r.charges) {
+            let charge = &r.charges[index];
+            let key = memory_key(charge.scope, r.account, &charge.counter, &charge.window, now);
             let at = match pending.iter().position(|p| p.key == key) {
                 Some(at) => at,
                 None => {
@@ -225,6 +232,7 @@ impl MemoryStore {
                 key: p.key.clone(),
                 amount: charge.amount,
                 window_end: p.window_end,
+                opened: p.opens,
             });
         }
 
@@ -242,6 +250,7 @@ impl MemoryStore {
         }
         let record = OpRecord {
             committed: false,
+            attempt: r.attempt,
             expires_at: now.saturating_add(self.dedupe_ttl),
             charges: charged,
         };
@@ -250,29 +259,33 @@ impl MemoryStore {
     }
 
     /// See [`Store::commit`](super::Store::commit).
-    pub async fn commit(&self, op: B256) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().ops.get_mut(&op) {
+    pub async fn commit(&self, t: &Ticket) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().ops.get_mut(&t.op) {
             record.committed = true;
         }
         Ok(())
     }
 
     /// See [`Store::refund`](super::Store::refund).
-    pub async fn refund(&self, op: B256) -> Result<bool, StoreError> {
+    pub async fn refund(&self, t: &Ticket) -> Result<bool, StoreError> {
         let mut g = self.lock();
-        let record = match g.ops.remove(&op) {
-            Some(record) if !record.committed => record,
-            Some(committed) => {
-                g.ops.insert(op, committed);
+        let record = match g.ops.remove(&t.op) {
+            Some(record) if !record.committed && record.attempt != 0 && record.attempt == t.attempt => record,
+            Some(kept) => {
+                g.ops.insert(t.op, kept);
                 return Ok(false);
             }
             None => return Ok(false),
         };
         for charge in record.charges {
             if let Some(counter) = g.counters.get_mut(&charge.key) {
-                // An anchored window is refunded only if it is still the one charged into.
+                // An anchored window is refunded only if it is still the one charged into; one this
+                // op opened, with nothing else in it, is closed again.
                 if charge.window_end.is_none() || counter.window_end == charge.window_end {
                     counter.used = counter.used.saturating_sub(charge.amount);
+                    if charge.opened && counter.used.is_zero() {
+                        g.counters.remove(&charge.key);
+                    }
                 }
             }
         }
@@ -280,15 +293,17 @@ impl MemoryStore {
     }
 
     /// See [`Store::usage`](super::Store::usage).
-    pub async fn usage(&self, counters: &[(String, Window)], now: u64) -> Result<Vec<Usage>, StoreError> {
+    pub async fn usage(&self, account: Address, counters: &[CounterRef], now: u64) -> Result<Vec<Usage>, StoreError> {
         let mut g = self.lock();
         g.observe(now);
         Ok(counters
             .iter()
-            .map(|(name, window)| {
-                let stored = g.counters.get(&counter_key(name, window, now));
+            .map(|c| {
+                let stored = g
+                    .counters
+                    .get(&memory_key(c.scope, account, &c.counter, &c.window, now));
                 let used = stored.map_or(U256::ZERO, |c| c.used);
-                layout::usage_of(window, now, used, stored.and_then(|c| c.window_end))
+                layout::usage_of(&c.window, now, used, stored.and_then(|c| c.window_end))
             })
             .collect())
     }
@@ -472,6 +487,15 @@ impl Inner {
     }
 }
 
+/// A counter's key in the maps: its owner (as in Redis) and its windowed key.
+fn memory_key(scope: Scope, account: Address, counter: &str, window: &Window, now: u64) -> String {
+    format!(
+        "{}/{}",
+        layout::owner(scope, account),
+        counter_key(counter, window, now)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +504,7 @@ mod tests {
     fn charge(counter: &str, window: Window) -> Charge {
         Charge {
             counter: counter.into(),
+            scope: Scope::Account,
             amount: U256::from(1),
             limit: U256::from(10),
             window,
@@ -508,6 +533,8 @@ mod tests {
             async move {
                 let r = Reservation {
                     op: B256::from(U256::from(op)),
+                    account: Address::ZERO,
+                    attempt: op,
                     now,
                     charges,
                     guards: &[],
@@ -528,8 +555,10 @@ mod tests {
         let mut keys: Vec<&str> = g.counters.keys().map(String::as_str).collect();
         keys.sort();
         let fixed = format!("c:f60:{}:f", later / 60);
-        assert_eq!(keys, ["c:a60:a", fixed.as_str(), "c:l:l", "c:s0+1:s"]);
-        assert_eq!(g.counters["c:l:l"].used, U256::from(3));
+        let a = format!("a:{:#x}/", Address::ZERO);
+        let want = ["c:a60:a", fixed.as_str(), "c:l:l", "c:s0+1:s"].map(|k| format!("{a}{k}"));
+        assert_eq!(keys, want);
+        assert_eq!(g.counters[&format!("{a}c:l:l")].used, U256::from(3));
     }
 
     const GRACE: u64 = layout::GRACE_SECS;
@@ -542,6 +571,7 @@ mod tests {
         let t = 1_700_000_000;
         let lifetime = [Charge {
             counter: "budget".into(),
+            scope: Scope::Account,
             amount: U256::from(1),
             limit: U256::from(1_000_000),
             window: Window::Lifetime,
@@ -549,15 +579,20 @@ mod tests {
         for op in 0..10_000u64 {
             let r = Reservation {
                 op: B256::from(U256::from(op)),
+                account: Address::ZERO,
+                attempt: op + 1,
                 now: t + op,
                 charges: &lifetime,
                 guards: &[],
             };
             assert_eq!(store.reserve(&r).await, Ok(Reserved::Charged), "op {op}");
-            store.commit(r.op).await.unwrap();
+            store.commit(&r.ticket()).await.unwrap();
             assert!(store.entries() <= 100, "{} entries after op {op}", store.entries());
         }
-        assert_eq!(store.lock().counters["c:l:budget"].used, U256::from(10_000));
+        assert_eq!(
+            store.lock().counters[&format!("a:{:#x}/c:l:budget", Address::ZERO)].used,
+            U256::from(10_000)
+        );
 
         // Uncommitted ops and never-ending counters are kept: the store fills, then refuses.
         let full = MemoryStore::bounded(Duration::from_secs(86_400), 10);
@@ -565,12 +600,15 @@ mod tests {
         for op in 0..20u64 {
             let own = [Charge {
                 counter: format!("k{op}"),
+                scope: Scope::Account,
                 amount: U256::from(1),
                 limit: U256::from(1),
                 window: Window::Lifetime,
             }];
             let r = Reservation {
                 op: B256::from(U256::from(op)),
+                account: Address::ZERO,
+                attempt: op + 1,
                 now: t,
                 charges: &own,
                 guards: &[],

@@ -2,8 +2,9 @@
 //! one interface with two backends that behave identically:
 //!
 //! - [`memory::MemoryStore`]: one process, no setup (the embedded default);
-//! - [`redis::RedisStore`]: shared by any number of replicas; every reservation is one Lua script,
-//!   one round trip.
+//! - [`redis::RedisStore`]: shared by any number of replicas, on one Redis server, a Redis Cluster or
+//!   a Sentinel-managed primary ([`target`]); a reservation of an account's own counters is one Lua
+//!   script, one round trip.
 //!
 //! # Counters
 //!
@@ -22,6 +23,26 @@
 //! or none. The reservation is remembered under the op hash. After relaying, [`Store::commit`] keeps
 //! it (upstream accepted) and [`Store::refund`] gives it back (upstream refused or unreachable).
 //!
+//! # Where counters live
+//!
+//! Every counter has a [`Scope`]: most belong to the op's account ([`Scope::Account`]: session
+//! policies, per-sender and per-session operator budgets), the rest are shared by every account
+//! ([`Scope::Shared`]: `counter_scope = "policy"` budgets, cross-chain replay markers). A counter's
+//! identity is its scope (with the account), its name and its window. On a Redis Cluster an
+//! account's counters and its op records share one hash slot, so different accounts spread over the
+//! shards; shared counters have a slot of their own, and an op charging both is reserved in two
+//! steps, the first given back when the second refuses. Both backends answer the same either way.
+//!
+//! # Who may refund
+//!
+//! A reservation is made by one *attempt* ([`Reservation::attempt`], random per send): only that
+//! attempt's [`Ticket`] can refund it. A later send of the same hash that finds it
+//! ([`Reserved::AlreadyCharged`]) relies on it, so from then on nobody can refund it: a send that
+//! timed out and is taken back in the background can never undo a charge another send relayed on.
+//!
+//! A reservation checks the account's charges first, then the shared ones (each in the order
+//! given): a refusal names the first charge that fails in that order.
+//!
 //! Several charges of one reservation may name the same counter (two calls to one target in a
 //! batch): each is checked against the counter as the earlier charges of the same reservation
 //! left it.
@@ -39,10 +60,11 @@
 mod layout;
 pub mod memory;
 pub mod redis;
+pub mod target;
 
 use std::time::Duration;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use serde::Serialize;
 
 /// How long an op hash is remembered when no dedupe TTL is configured: 24 hours.
@@ -90,11 +112,23 @@ impl Window {
     }
 }
 
+/// Whose counter it is: the op's account's, or every account's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The op's account's (the reservation's `account`): stored with that account's state.
+    Account,
+    /// Shared by every account.
+    Shared,
+}
+
 /// One counter increment an operation makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     /// Counter name, chosen by the policy layer (ASCII, no whitespace).
     pub counter: String,
+    /// Whose counter it is.
+    pub scope: Scope,
     /// How much this operation uses.
     pub amount: U256,
     /// The most the counter may reach within its window.
@@ -108,6 +142,10 @@ pub struct Charge {
 pub struct Reservation<'a> {
     /// The userOpHash: an operation is charged at most once.
     pub op: B256,
+    /// The op's account (its `sender`): where its record and its [`Scope::Account`] counters live.
+    pub account: Address,
+    /// This send's own id (non-zero, random): the [`Ticket`] that may refund what it reserves.
+    pub attempt: u64,
     /// The caller's clock (Unix seconds).
     pub now: u64,
     /// Counter increments, all or none.
@@ -116,12 +154,80 @@ pub struct Reservation<'a> {
     pub guards: &'a [String],
 }
 
+impl Reservation<'_> {
+    /// What commits or refunds this reservation.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            op: self.op,
+            account: self.account,
+            attempt: self.attempt,
+            shared: self.charges.iter().any(|c| c.scope == Scope::Shared),
+        }
+    }
+}
+
+/// What [`Store::commit`] and [`Store::refund`] need of a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The userOpHash.
+    pub op: B256,
+    /// The op's account.
+    pub account: Address,
+    /// The attempt that reserved.
+    pub attempt: u64,
+    /// Whether it charged shared counters.
+    pub shared: bool,
+}
+
+/// A counter to read: its scope, name and window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterRef {
+    /// Whose counter it is.
+    pub scope: Scope,
+    /// Its name.
+    pub counter: String,
+    /// Its window.
+    pub window: Window,
+}
+
+/// A fresh, non-zero attempt id for [`Reservation::attempt`] (random per process, then counted, so
+/// two sends never share one).
+pub fn new_attempt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    });
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(seed);
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
+}
+
+/// The order a reservation checks its charges in: the account's, then the shared ones, each in
+/// the order given. A refusal names the first that fails in this order.
+pub(crate) fn check_order(charges: &[Charge]) -> impl Iterator<Item = usize> + '_ {
+    let of = move |scope: Scope| (0..charges.len()).filter(move |i| charges[*i].scope == scope);
+    of(Scope::Account).chain(of(Scope::Shared))
+}
+
 /// What a reservation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reserved {
     /// Every charge was made.
     Charged,
-    /// This op hash is already reserved or committed: nothing was charged again.
+    /// This op hash is already reserved or committed: nothing was charged again, and the earlier
+    /// reservation can no longer be refunded (this send relies on it).
     AlreadyCharged,
     /// `charges[index]` would pass its limit; nothing was charged.
     Exceeded {
@@ -182,6 +288,22 @@ pub enum Store {
 }
 
 impl Store {
+    /// `memory`, or the Redis topology (`single`, `cluster`, `sentinel`).
+    pub fn topology(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(r) => r.topology().as_str(),
+        }
+    }
+
+    /// Connections dropped after a failure and made again (0 for memory).
+    pub fn reconnects(&self) -> u64 {
+        match self {
+            Store::Memory(_) => 0,
+            Store::Redis(r) => r.reconnects(),
+        }
+    }
+
     /// How many entries the memory backend holds (`None` for Redis, whose memory is its own).
     pub fn entries(&self) -> Option<usize> {
         match self {
@@ -214,21 +336,23 @@ impl Store {
         dispatch!(self, s => s.reserve(r).await)
     }
 
-    /// Keeps the reservation of `op` (the upstream accepted it). Unknown ops are ignored.
-    pub async fn commit(&self, op: B256) -> Result<(), StoreError> {
-        dispatch!(self, s => s.commit(op).await)
+    /// Keeps the reservation of `t.op` (the upstream accepted it). Unknown ops are ignored.
+    pub async fn commit(&self, t: &Ticket) -> Result<(), StoreError> {
+        dispatch!(self, s => s.commit(t).await)
     }
 
-    /// Gives back a reservation that was not committed, and forgets the op hash so a later send is
-    /// charged again. Returns whether anything was refunded.
-    pub async fn refund(&self, op: B256) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.refund(op).await)
+    /// Gives back a reservation that was not committed, made by `t`'s attempt and relied on by no
+    /// other send, and forgets the op hash so a later send is charged again. Returns whether
+    /// anything was refunded.
+    pub async fn refund(&self, t: &Ticket) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.refund(t).await)
     }
 
-    /// Reads counters without changing them, in one round trip. For a schedule, `available_at` is
-    /// when its next unit is (or was) available; a limit is not known here.
-    pub async fn usage(&self, counters: &[(String, Window)], now: u64) -> Result<Vec<Usage>, StoreError> {
-        dispatch!(self, s => s.usage(counters, now).await)
+    /// Reads counters (those of [`Scope::Account`] are `account`'s) without changing them. For a
+    /// schedule, `available_at` is when its next unit is (or was) available; a limit is not known
+    /// here.
+    pub async fn usage(&self, account: Address, counters: &[CounterRef], now: u64) -> Result<Vec<Usage>, StoreError> {
+        dispatch!(self, s => s.usage(account, counters, now).await)
     }
 
     /// Admits one request under every limit in `limits` (`(name, rate per second, burst)`), all

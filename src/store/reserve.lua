@@ -1,31 +1,38 @@
 -- Reserve: check and charge every counter of one operation, all or none (see redis.rs).
 --
 -- KEYS[1]    the op record (hash)
--- KEYS[2]    the revocations (hash: subject -> revoked at)
--- KEYS[2+i]  the counter of charge i (a key may repeat)
+-- KEYS[2]    the revocations (hash: subject -> revoked at), only when there are guards
+-- then one key per charge: its counter (a key may repeat)
 -- ARGV[1]    now (caller's clock)
 -- ARGV[2]    the record's expiry stamp (now + dedupe ttl)
 -- ARGV[3]    the record's ttl in seconds
--- ARGV[4]    G, the number of guards; ARGV[5 .. 4+G] the guards
+-- ARGV[4]    the attempt: who may refund this reservation
+-- ARGV[5]    '1' when a live reserved record is this op's own earlier part, to be taken over
+--            (a second step: the first step already settled that this op is new); else '0'
+-- ARGV[6]    G, the number of guards; ARGV[7 .. 6+G] the guards
 -- then five values per charge: kind, amount, limit, a, b
 --   'l' lifetime   a, b unused
 --   'f' fixed      a = window end, b = key ttl in seconds ('0': no expiry)
 --   'a' anchored   a = end of a window opened now, b = its ttl in seconds ('0': no expiry)
 --   's' schedule   a = start_at, b = interval
 --
--- Replies: {'charged'} | {'dup'} | {'revoked', i} | {'exceeded', i, used, resets_at or ''}
+-- Replies: {'charged'} | {'adopted'} | {'dup'} | {'revoked', i} | {'exceeded', i, used, resets_at or ''}
 --        | {'notyet', i, available_at} | {'bad', reason}; indexes are 0-based.
 
 local now = dec(ARGV[1])
 local stamp = dec(ARGV[2])
-local guards = tonumber(ARGV[4])
-if not now or not stamp or not guards then
+local guards = tonumber(ARGV[6])
+if not now or not stamp or not guards or ARGV[4] == '' then
   return { 'bad', 'malformed arguments' }
+end
+local first = 2
+if guards > 0 then
+  first = 3
 end
 
 -- 1. Revoked guards.
 for i = 1, guards do
-  if redis.call('HEXISTS', KEYS[2], ARGV[4 + i]) == 1 then
+  if redis.call('HEXISTS', KEYS[2], ARGV[6 + i]) == 1 then
     return { 'revoked', i - 1 }
   end
 end
@@ -38,14 +45,24 @@ if state[1] then
     return { 'bad', 'malformed op record' }
   end
   if cmp(now, x) < 0 then
+    if ARGV[5] == '1' then
+      if state[1] == 'r' then
+        redis.call('HSET', KEYS[1], 't', ARGV[4])
+      end
+      return { 'adopted' }
+    end
+    -- This send relies on the earlier reservation: nobody may refund it any more.
+    if state[1] == 'r' then
+      redis.call('HSET', KEYS[1], 't', '')
+    end
     return { 'dup' }
   end
 end
 
 -- 3. Check every charge against the counter as this op has left it so far.
-local base = 5 + guards
+local base = 7 + guards
 local n = (#ARGV - base + 1) / 5
-if n ~= math.floor(n) or n ~= #KEYS - 2 then
+if n ~= math.floor(n) or n ~= #KEYS - first + 1 then
   return { 'bad', 'malformed arguments' }
 end
 
@@ -53,7 +70,7 @@ local seen = {} -- key -> { stored = value in window, proj = value after this op
 local order = {}
 local charged = {}
 for i = 1, n do
-  local key = KEYS[2 + i]
+  local key = KEYS[first + i - 1]
   local o = base + (i - 1) * 5
   local kind, amount, limit = ARGV[o], dec(ARGV[o + 1]), dec(ARGV[o + 2])
   if not amount or not limit then
@@ -115,7 +132,7 @@ for i = 1, n do
     end
   end
   c.proj = sum
-  charged[i] = { key, str(amount), kind == 'a' and c.window_end or '' }
+  charged[i] = { key, str(amount), kind == 'a' and c.window_end or '', (kind == 'a' and c.opens) and '1' or '' }
 end
 
 -- 4. Charge every counter and remember what was charged.
@@ -138,10 +155,10 @@ for _, key in ipairs(order) do
 end
 
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 's', 'r', 'x', ARGV[2], 'n', n)
+redis.call('HSET', KEYS[1], 's', 'r', 'x', ARGV[2], 'n', n, 't', ARGV[4])
 for i = 1, n do
   local ch = charged[i]
-  redis.call('HSET', KEYS[1], 'k' .. i, ch[1], 'a' .. i, ch[2], 'e' .. i, ch[3])
+  redis.call('HSET', KEYS[1], 'k' .. i, ch[1], 'a' .. i, ch[2], 'e' .. i, ch[3], 'o' .. i, ch[4])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return { 'charged' }

@@ -199,6 +199,7 @@ pub struct DecisionMetrics {
     simulations: IntCounterVec,
     simulation_fallbacks: IntCounterVec,
     store_entries: IntGauge,
+    store_reconnects: IntCounterVec,
     account_reads: IntCounterVec,
     lifecycle: IntCounterVec,
     access_refusals: IntCounterVec,
@@ -303,6 +304,16 @@ impl DecisionMetrics {
     /// Entries the memory store holds (`[store] max_entries` bounds them).
     pub fn store_entries(&self, entries: usize) {
         self.store_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Brings the count of store connections dropped after a failure (a server gone, a
+    /// failover, a timeout) up to `total`, the store's own count, for `topology`.
+    pub fn store_reconnects(&self, topology: &str, total: u64) {
+        let c = self.store_reconnects.with_label_values(&[topology]);
+        let seen = c.get();
+        if total > seen {
+            c.inc_by(total - seen);
+        }
     }
 }
 
@@ -456,6 +467,17 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("store_errors_total", "Usage-store failures, by operation and kind"),
                     &["operation", "kind"],
+                )
+                .expect("valid"),
+            ),
+            store_reconnects: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "store_reconnects_total",
+                        "Redis connections dropped after a failure (server gone, failover, timeout) and made again on a later call, by topology",
+                    ),
+                    &["topology"],
                 )
                 .expect("valid"),
             ),

@@ -464,6 +464,9 @@ async fn health_and_readiness() {
         true
     );
     assert_eq!(upstream.received()[0].method, "eth_supportedEntryPoints");
+    let store = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["store"];
+    assert_eq!(store["backend"], "memory", "{body}");
+    assert_eq!(store["ready"], true, "{body}");
 
     let down = Opgate::in_front_of(&[closed_port_url().await]).await;
     assert_eq!(

@@ -5,16 +5,21 @@
 //! Every Redis test uses its own key prefix and deletes only its own keys when it ends.
 
 use std::future::Future;
+
+use crate::redis_topology::{Cluster, Sentinels, TlsRedis};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use opgate::store::memory::MemoryStore;
-use opgate::store::redis::RedisStore;
-use opgate::store::{Charge, Reservation, Reserved, Store, StoreError, Usage, Window, DEFAULT_DEDUPE_TTL};
+use opgate::store::redis::{Durability, RedisOptions, RedisStore};
+use opgate::store::target::Target;
+use opgate::store::{
+    Charge, CounterRef, Reservation, Reserved, Scope, Store, StoreError, Ticket, Usage, Window, DEFAULT_DEDUPE_TTL,
+};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// A pinned clock, in the past: relative expiries keep keys alive, absolute ones would not.
@@ -57,8 +62,32 @@ impl RedisBackend {
         }
     }
 
+    /// A store on a private topology (cluster, Sentinel, TLS): its keys go with the servers.
+    async fn on(url: &str, durability: Durability, ca: Option<&std::path::Path>) -> Store {
+        Self::on_prefix(url, durability, ca, unique_prefix()).await
+    }
+
+    async fn on_prefix(url: &str, durability: Durability, ca: Option<&std::path::Path>, prefix: String) -> Store {
+        let target = Target::parse(url).expect("a valid URL");
+        let store = RedisStore::connect_with(
+            &target,
+            RedisOptions {
+                prefix,
+                timeout: Duration::from_secs(5),
+                dedupe_ttl: DEFAULT_DEDUPE_TTL,
+                durability,
+                ca_pem: ca.map(|p| std::fs::read(p).expect("the CA file")),
+            },
+        )
+        .await
+        .expect("connect");
+        store.ping().await.expect("the topology answers");
+        Store::Redis(store)
+    }
+
+    /// Every key of this store: the registry's tag and the tags of what it owns.
     fn pattern(&self) -> String {
-        format!("{{{}}}*", self.prefix)
+        format!("{{{}*", self.prefix)
     }
 }
 
@@ -104,9 +133,18 @@ fn memory() -> Store {
     Store::Memory(MemoryStore::default())
 }
 
-/// Runs each listed `async fn(&Store)` once on memory and once on Redis.
+/// Runs each listed `async fn(&Store)` once on memory and once on Redis, and defines
+/// `conform_on(url, durability, ca)`, which runs them all on a private topology, each on a fresh
+/// prefix.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
+        async fn conform_on(url: &str, durability: Durability, ca: Option<&std::path::Path>) {
+            $(
+                let store = RedisBackend::on(url, durability, ca).await;
+                $name(&store).await;
+            )*
+        }
+
         mod on_memory {
             $(
                 #[tokio::test]
@@ -143,6 +181,10 @@ conformance!(
     amounts_are_exact_up_to_u256_max,
     usage_reports_every_window,
     a_reservation_without_charges_still_dedupes,
+    shared_counters_are_charged_with_the_accounts_or_not_at_all,
+    accounts_keep_their_own_counters_and_share_the_shared,
+    only_the_reserving_attempt_refunds,
+    a_send_that_relied_on_a_reservation_keeps_it_charged,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -156,18 +198,62 @@ fn u(n: u64) -> U256 {
     U256::from(n)
 }
 
+/// The account every conformance reservation is made for.
+const ACCOUNT: Address = Address::repeat_byte(0xac);
+
+/// An account counter.
 fn charge(counter: &str, amount: U256, limit: U256, window: Window) -> Charge {
     Charge {
         counter: counter.to_owned(),
+        scope: Scope::Account,
         amount,
         limit,
         window,
     }
 }
 
+/// A counter shared by every account.
+fn shared(counter: &str, amount: U256, limit: U256, window: Window) -> Charge {
+    Charge {
+        scope: Scope::Shared,
+        ..charge(counter, amount, limit, window)
+    }
+}
+
+/// The attempt the helpers reserve `op` with (one per op, so a test's own refunds are allowed).
+fn attempt_of(op: B256) -> u64 {
+    u64::from_be_bytes(op[24..].try_into().expect("8 bytes"))
+        .wrapping_add(1)
+        .max(1)
+}
+
+/// The ticket of the helpers' reservation of `op`.
+fn ticket(op: B256) -> Ticket {
+    Ticket {
+        op,
+        account: ACCOUNT,
+        attempt: attempt_of(op),
+        shared: true,
+    }
+}
+
+/// Account counters to read.
+fn refs(counters: &[(String, Window)]) -> Vec<CounterRef> {
+    counters
+        .iter()
+        .map(|(name, window)| CounterRef {
+            scope: Scope::Account,
+            counter: name.clone(),
+            window: *window,
+        })
+        .collect()
+}
+
 async fn reserve(s: &Store, op: B256, now: u64, charges: &[Charge]) -> Reserved {
     s.reserve(&Reservation {
         op,
+        account: ACCOUNT,
+        attempt: attempt_of(op),
         now,
         charges,
         guards: &[],
@@ -177,7 +263,10 @@ async fn reserve(s: &Store, op: B256, now: u64, charges: &[Charge]) -> Reserved 
 }
 
 async fn usage(s: &Store, counter: &str, window: Window, now: u64) -> Usage {
-    let mut all = s.usage(&[(counter.to_owned(), window)], now).await.expect("usage");
+    let mut all = s
+        .usage(ACCOUNT, &refs(&[(counter.to_owned(), window)]), now)
+        .await
+        .expect("usage");
     assert_eq!(all.len(), 1);
     all.remove(0)
 }
@@ -271,7 +360,7 @@ async fn one_counter_twice_in_one_reservation_accumulates(s: &Store) {
     assert_eq!(used(s, "target", LIFETIME, T).await, u(0));
     assert_eq!(reserve(s, op(2), T, &twice(2, 3)).await, Reserved::Charged);
     assert_eq!(used(s, "target", LIFETIME, T).await, u(5));
-    assert!(s.refund(op(2)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(2))).await.expect("refund"));
     assert_eq!(used(s, "target", LIFETIME, T).await, u(0));
 
     // The same name with another window is another counter.
@@ -369,7 +458,7 @@ async fn schedules_release_units_over_time(s: &Store) {
     assert_eq!(reserve(s, op(4), T + 140, &c).await, exceeded(0, u(3), None));
     assert_eq!(reserve(s, op(4), T + 10_000, &c).await, exceeded(0, u(3), None));
     // A refund gives the slot back.
-    assert!(s.refund(op(3)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(3))).await.expect("refund"));
     assert_eq!(reserve(s, op(5), T + 10_000, &c).await, Reserved::Charged);
     // Times past u64::MAX are reported as u64::MAX.
     let far = Window::Schedule {
@@ -385,7 +474,7 @@ async fn an_op_hash_is_charged_once(s: &Store) {
     let c = [charge("n", u(1), u(100), LIFETIME)];
     assert_eq!(reserve(s, op(1), T, &c).await, Reserved::Charged);
     assert_eq!(reserve(s, op(1), T + 1, &c).await, Reserved::AlreadyCharged);
-    s.commit(op(1)).await.expect("commit");
+    s.commit(&ticket(op(1))).await.expect("commit");
     assert_eq!(
         reserve(s, op(1), T + DAY - 1, &c).await,
         Reserved::AlreadyCharged,
@@ -403,15 +492,15 @@ async fn an_op_hash_is_charged_once(s: &Store) {
 async fn a_committed_reservation_is_not_refunded(s: &Store) {
     let c = [charge("n", u(3), u(100), LIFETIME), charge("m", u(3), u(100), MINUTE)];
     assert_eq!(reserve(s, op(1), T, &c).await, Reserved::Charged);
-    s.commit(op(1)).await.expect("commit");
-    s.commit(op(1)).await.expect("commit twice");
-    assert!(!s.refund(op(1)).await.expect("refund"));
+    s.commit(&ticket(op(1))).await.expect("commit");
+    s.commit(&ticket(op(1))).await.expect("commit twice");
+    assert!(!s.refund(&ticket(op(1))).await.expect("refund"));
     assert_eq!(used(s, "n", LIFETIME, T).await, u(3));
     assert_eq!(used(s, "m", MINUTE, T).await, u(3));
     assert_eq!(reserve(s, op(1), T, &c).await, Reserved::AlreadyCharged);
     // Unknown ops.
-    assert!(!s.refund(op(2)).await.expect("refund unknown"));
-    s.commit(op(2)).await.expect("commit unknown");
+    assert!(!s.refund(&ticket(op(2))).await.expect("refund unknown"));
+    s.commit(&ticket(op(2))).await.expect("commit unknown");
     assert_eq!(
         reserve(s, op(2), T, &c).await,
         Reserved::Charged,
@@ -442,12 +531,12 @@ async fn a_refund_restores_exactly(s: &Store) {
     assert_eq!(reserve(s, op(2), T + 1, &charges).await, Reserved::Charged);
     assert_eq!(used(s, "l", LIFETIME, T + 1).await, big + big + u(1));
     assert_eq!(used(s, "f", MINUTE, T + 1).await, u(18));
-    assert!(s.refund(op(2)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(2))).await.expect("refund"));
     assert_eq!(used(s, "l", LIFETIME, T + 1).await, big);
     assert_eq!(used(s, "f", MINUTE, T + 1).await, u(7));
     assert_eq!(usage(s, "a", ANCHORED, T + 1).await, counted(u(9), Some(T + 100)));
     assert_eq!(used(s, "s", sched, T + 1).await, u(1));
-    assert!(!s.refund(op(2)).await.expect("refund twice"));
+    assert!(!s.refund(&ticket(op(2))).await.expect("refund twice"));
     assert_eq!(used(s, "l", LIFETIME, T + 1).await, big);
     // The hash is forgotten: a later send is charged again.
     assert_eq!(reserve(s, op(2), T + 2, &charges).await, Reserved::Charged);
@@ -459,7 +548,7 @@ async fn a_refund_after_rollover_leaves_the_new_window_alone(s: &Store) {
     let f = |amount| [charge("f", u(amount), u(100), MINUTE)];
     assert_eq!(reserve(s, op(1), start + 10, &f(5)).await, Reserved::Charged);
     assert_eq!(reserve(s, op(2), start + 70, &f(3)).await, Reserved::Charged);
-    assert!(s.refund(op(1)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(1))).await.expect("refund"));
     assert_eq!(used(s, "f", MINUTE, start + 70).await, u(3));
     assert_eq!(
         used(s, "f", MINUTE, start + 10).await,
@@ -474,11 +563,11 @@ async fn a_refund_after_rollover_leaves_the_new_window_alone(s: &Store) {
         Reserved::Charged,
         "a new window"
     );
-    assert!(s.refund(op(3)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(3))).await.expect("refund"));
     assert_eq!(usage(s, "a", ANCHORED, T + 100).await, counted(u(2), Some(T + 200)));
     // Within its own window, a refund does apply.
     assert_eq!(reserve(s, op(5), T + 150, &a(4)).await, Reserved::Charged);
-    assert!(s.refund(op(5)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(5))).await.expect("refund"));
     assert_eq!(used(s, "a", ANCHORED, T + 150).await, u(2));
 }
 
@@ -487,6 +576,8 @@ async fn revocations_refuse_reservations(s: &Store) {
     let c = [charge("n", u(1), u(10), LIFETIME)];
     let r = |op, now| Reservation {
         op,
+        account: ACCOUNT,
+        attempt: attempt_of(op),
         now,
         charges: &c,
         guards: &guards,
@@ -576,7 +667,7 @@ async fn amounts_are_exact_up_to_u256_max(s: &Store) {
     assert_eq!(reserve(s, op(4), T, &c(u(1))).await, exceeded(0, U256::MAX, None));
     assert_eq!(reserve(s, op(4), T, &c(U256::MAX)).await, exceeded(0, U256::MAX, None));
     assert_eq!(reserve(s, op(4), T, &c(U256::ZERO)).await, Reserved::Charged);
-    assert!(s.refund(op(3)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(3))).await.expect("refund"));
     assert_eq!(used(s, "wei", LIFETIME, T).await, big * u(2));
 
     // Wei-sized limits, one below and at the boundary.
@@ -602,9 +693,9 @@ async fn amounts_are_exact_up_to_u256_max(s: &Store) {
     let huge = U256::MAX - U256::from(10_000_000u64);
     assert_eq!(reserve(s, op(22), T, &e(huge)).await, Reserved::Charged);
     assert_eq!(used(s, "limbs", LIFETIME, T).await, U256::MAX);
-    assert!(s.refund(op(21)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(21))).await.expect("refund"));
     assert_eq!(used(s, "limbs", LIFETIME, T).await, U256::MAX - u(1));
-    assert!(s.refund(op(22)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(22))).await.expect("refund"));
     assert_eq!(used(s, "limbs", LIFETIME, T).await, nines);
 }
 
@@ -620,7 +711,7 @@ async fn usage_reports_every_window(s: &Store) {
         ("s".into(), sched),
         ("unused".into(), MINUTE),
     ];
-    assert_eq!(s.usage(&[], T).await.expect("usage of none"), vec![]);
+    assert_eq!(s.usage(ACCOUNT, &refs(&[]), T).await.expect("usage of none"), vec![]);
     let charges: Vec<Charge> = counters[..4]
         .iter()
         .map(|(name, w)| charge(name, u(1), u(9), *w))
@@ -628,7 +719,7 @@ async fn usage_reports_every_window(s: &Store) {
     assert_eq!(reserve(s, op(1), T, &charges).await, Reserved::Charged);
     let end = T - T % 60 + 60;
     assert_eq!(
-        s.usage(&counters, T + 1).await.expect("usage"),
+        s.usage(ACCOUNT, &refs(&counters), T + 1).await.expect("usage"),
         vec![
             counted(u(1), None),
             counted(u(1), Some(end)),
@@ -639,8 +730,8 @@ async fn usage_reports_every_window(s: &Store) {
     );
     // Reading changes nothing.
     assert_eq!(
-        s.usage(&counters, T + 1).await.expect("usage"),
-        s.usage(&counters, T + 1).await.expect("usage")
+        s.usage(ACCOUNT, &refs(&counters), T + 1).await.expect("usage"),
+        s.usage(ACCOUNT, &refs(&counters), T + 1).await.expect("usage")
     );
     assert_eq!(reserve(s, op(2), T + 1, &charges[..3]).await, Reserved::Charged);
     assert_eq!(used(s, "l", LIFETIME, T + 1).await, u(2));
@@ -648,10 +739,133 @@ async fn usage_reports_every_window(s: &Store) {
 
 async fn a_reservation_without_charges_still_dedupes(s: &Store) {
     assert_eq!(reserve(s, op(1), T, &[]).await, Reserved::Charged);
-    assert_eq!(reserve(s, op(1), T, &[]).await, Reserved::AlreadyCharged);
-    assert!(s.refund(op(1)).await.expect("refund"));
+    assert!(s.refund(&ticket(op(1))).await.expect("refund"));
     assert_eq!(reserve(s, op(1), T, &[]).await, Reserved::Charged);
+    assert_eq!(reserve(s, op(1), T, &[]).await, Reserved::AlreadyCharged);
     assert!(s.ping().await.is_ok());
+}
+
+async fn shared_counters_are_charged_with_the_accounts_or_not_at_all(s: &Store) {
+    let both = |own: u64, common: u64| {
+        [
+            shared("common", u(common), u(10), LIFETIME),
+            charge("own", u(own), u(10), MINUTE),
+        ]
+    };
+    assert_eq!(reserve(s, op(1), T, &both(4, 4)).await, Reserved::Charged);
+    // The shared counter refuses: the account's charge (made first on a cluster) is given back.
+    assert_eq!(reserve(s, op(2), T, &both(1, 7)).await, exceeded(0, u(4), None));
+    assert_eq!(used(s, "own", MINUTE, T).await, u(4));
+    // The account's counter refuses (it is checked first): the shared one is never touched.
+    assert_eq!(
+        reserve(s, op(3), T, &both(7, 1)).await,
+        exceeded(1, u(4), Some(T - T % 60 + 60))
+    );
+    let common = CounterRef {
+        scope: Scope::Shared,
+        counter: "common".into(),
+        window: LIFETIME,
+    };
+    let read_common = || async { s.usage(ACCOUNT, std::slice::from_ref(&common), T).await.expect("usage")[0].used };
+    assert_eq!(read_common().await, u(4));
+    // A revoked guard refuses the whole op, shared part included.
+    s.revoke("sender:x", T).await.expect("revoke");
+    let r = Reservation {
+        op: op(4),
+        account: ACCOUNT,
+        attempt: attempt_of(op(4)),
+        now: T,
+        charges: &both(1, 1),
+        guards: &["sender:x".to_owned()],
+    };
+    assert_eq!(s.reserve(&r).await.expect("reserve"), Reserved::Revoked { index: 0 });
+    assert_eq!(used(s, "own", MINUTE, T).await, u(4));
+    assert_eq!(read_common().await, u(4));
+    s.unrevoke("sender:x").await.expect("unrevoke");
+    // A refund gives back both parts; a commit keeps both.
+    assert_eq!(reserve(s, op(5), T, &both(2, 3)).await, Reserved::Charged);
+    assert_eq!((used(s, "own", MINUTE, T).await, read_common().await), (u(6), u(7)));
+    assert!(s.refund(&ticket(op(5))).await.expect("refund"));
+    assert_eq!((used(s, "own", MINUTE, T).await, read_common().await), (u(4), u(4)));
+    s.commit(&ticket(op(1))).await.expect("commit");
+    assert!(!s.refund(&ticket(op(1))).await.expect("refund of a committed op"));
+    assert_eq!(read_common().await, u(4));
+}
+
+async fn accounts_keep_their_own_counters_and_share_the_shared(s: &Store) {
+    let other = Address::repeat_byte(0x0b);
+    let c = [charge("n", u(1), u(1), LIFETIME), shared("all", u(1), u(2), LIFETIME)];
+    let reserve_for = |account, n: u64| {
+        let c = &c;
+        async move {
+            s.reserve(&Reservation {
+                op: op(n),
+                account,
+                attempt: attempt_of(op(n)),
+                now: T,
+                charges: c,
+                guards: &[],
+            })
+            .await
+            .expect("reserve")
+        }
+    };
+    assert_eq!(reserve_for(ACCOUNT, 1).await, Reserved::Charged);
+    // Another account's "n" is another counter; "all" is the same one.
+    assert_eq!(reserve_for(other, 2).await, Reserved::Charged);
+    assert_eq!(
+        reserve_for(Address::repeat_byte(0x0c), 3).await,
+        exceeded(1, u(2), None)
+    );
+    assert_eq!(reserve_for(ACCOUNT, 4).await, exceeded(0, u(1), None));
+    let n = [CounterRef {
+        scope: Scope::Account,
+        counter: "n".into(),
+        window: LIFETIME,
+    }];
+    assert_eq!(s.usage(other, &n, T).await.expect("usage")[0].used, u(1));
+    assert_eq!(
+        s.usage(Address::repeat_byte(0x0c), &n, T).await.expect("usage")[0].used,
+        u(0)
+    );
+}
+
+async fn only_the_reserving_attempt_refunds(s: &Store) {
+    let c = [charge("n", u(1), u(10), LIFETIME), shared("m", u(1), u(10), LIFETIME)];
+    assert_eq!(reserve(s, op(1), T, &c).await, Reserved::Charged);
+    let stranger = Ticket {
+        attempt: attempt_of(op(1)) + 1,
+        ..ticket(op(1))
+    };
+    assert!(!s.refund(&stranger).await.expect("refund by another attempt"));
+    assert_eq!(used(s, "n", LIFETIME, T).await, u(1));
+    assert!(s.refund(&ticket(op(1))).await.expect("refund by the reserving attempt"));
+    assert_eq!(used(s, "n", LIFETIME, T).await, u(0));
+}
+
+async fn a_send_that_relied_on_a_reservation_keeps_it_charged(s: &Store) {
+    let c = [charge("n", u(1), u(10), LIFETIME)];
+    assert_eq!(reserve(s, op(1), T, &c).await, Reserved::Charged);
+    // A second send of the same op (another replica, a client's retry) relays on the first's
+    // charge: the first attempt can no longer take it back, whatever happens to it.
+    let again = Reservation {
+        op: op(1),
+        account: ACCOUNT,
+        attempt: 77,
+        now: T + 1,
+        charges: &c,
+        guards: &[],
+    };
+    assert_eq!(s.reserve(&again).await.expect("reserve"), Reserved::AlreadyCharged);
+    assert!(!s.refund(&ticket(op(1))).await.expect("refund"));
+    assert!(!s.refund(&again.ticket()).await.expect("refund"));
+    assert_eq!(used(s, "n", LIFETIME, T).await, u(1));
+    s.commit(&again.ticket()).await.expect("commit");
+    assert_eq!(
+        reserve(s, op(1), T + 2, &c).await,
+        Reserved::AlreadyCharged,
+        "still one charge for the op"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -680,6 +894,12 @@ impl Rng {
 #[tokio::test]
 async fn memory_and_redis_agree_on_random_histories() {
     let redis = RedisBackend::new().await;
+    agrees_with_memory(&redis.store).await;
+}
+
+/// Runs one random history on a memory store and on `other`, step by step, comparing every answer
+/// and every counter.
+pub(crate) async fn agrees_with_memory(other: &Store) {
     let mem = memory();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
     let two53 = U256::from(1u64 << 53);
@@ -717,22 +937,29 @@ async fn memory_and_redis_agree_on_random_histories() {
     ];
     let names = ["x", "y", "z"];
     let mut now = T;
-    let mut counters: Vec<(String, Window)> = Vec::new();
-    for name in names {
-        for w in windows {
-            counters.push((name.to_owned(), w));
+    let mut counters: Vec<CounterRef> = Vec::new();
+    for scope in [Scope::Account, Scope::Shared] {
+        for name in names {
+            for w in windows {
+                counters.push(CounterRef {
+                    scope,
+                    counter: name.to_owned(),
+                    window: w,
+                });
+            }
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    for step in 0..1500 {
+    for step in 0..2500 {
         now += rng.pick(&[0, 0, 1, 5, 17, 40, 100]);
         let action = rng.below(10);
         let id = op(rng.below(40));
         let (a, b) = match action {
             0..=5 => {
                 let charges: Vec<Charge> = (0..rng.below(4))
-                    .map(|_| {
-                        charge(
+                    .map(|_| Charge {
+                        scope: rng.pick(&[Scope::Account, Scope::Account, Scope::Shared]),
+                        ..charge(
                             rng.pick(&names),
                             rng.pick(&amounts),
                             rng.pick(&limits),
@@ -747,11 +974,13 @@ async fn memory_and_redis_agree_on_random_histories() {
                 };
                 let r = Reservation {
                     op: id,
+                    account: ACCOUNT,
+                    attempt: attempt_of(id),
                     now,
                     charges: &charges,
                     guards: &guards,
                 };
-                let (a, b) = (mem.reserve(&r).await, redis.store.reserve(&r).await);
+                let (a, b) = (mem.reserve(&r).await, other.reserve(&r).await);
                 seen.insert(
                     format!("{a:?}")
                         .split([' ', '(', ')'])
@@ -762,30 +991,38 @@ async fn memory_and_redis_agree_on_random_histories() {
                 (format!("{a:?}"), format!("{b:?}"))
             }
             6 => (
-                format!("{:?}", mem.commit(id).await),
-                format!("{:?}", redis.store.commit(id).await),
+                format!("{:?}", mem.commit(&ticket(id)).await),
+                format!("{:?}", other.commit(&ticket(id)).await),
             ),
             7 | 8 => {
-                let (a, b) = (mem.refund(id).await, redis.store.refund(id).await);
+                // Now and then a refund by another attempt, which must change nothing.
+                let mut t = ticket(id);
+                if rng.below(4) == 0 {
+                    t.attempt = t.attempt.wrapping_add(1_000);
+                }
+                let (a, b) = (mem.refund(&t).await, other.refund(&t).await);
                 seen.insert(format!("refund {a:?}"));
                 (format!("{a:?}"), format!("{b:?}"))
             }
             _ => {
                 if rng.below(2) == 0 {
                     mem.revoke("g:revoked", now).await.expect("revoke");
-                    redis.store.revoke("g:revoked", now).await.expect("revoke");
+                    other.revoke("g:revoked", now).await.expect("revoke");
                 } else {
                     mem.unrevoke("g:revoked").await.expect("unrevoke");
-                    redis.store.unrevoke("g:revoked").await.expect("unrevoke");
+                    other.unrevoke("g:revoked").await.expect("unrevoke");
                 }
                 (String::new(), String::new())
             }
         };
         assert_eq!(a, b, "step {step} (action {action}, now {now})");
-        let (ua, ub) = (mem.usage(&counters, now).await, redis.store.usage(&counters, now).await);
+        let (ua, ub) = (
+            mem.usage(ACCOUNT, &counters, now).await,
+            other.usage(ACCOUNT, &counters, now).await,
+        );
         assert_eq!(ua, ub, "usage after step {step}");
     }
-    assert_eq!(mem.version().await, redis.store.version().await);
+    assert_eq!(mem.version().await, other.version().await);
     let expected = [
         "AlreadyCharged",
         "Charged",
@@ -815,6 +1052,8 @@ async fn contend(stores: &[Arc<Store>]) -> (usize, usize) {
                 store
                     .reserve(&Reservation {
                         op: op(1000 + i),
+                        account: ACCOUNT,
+                        attempt: attempt_of(op(1000 + i)),
                         now: T,
                         charges: &c[..],
                         guards: &[],
@@ -880,16 +1119,29 @@ async fn every_redis_key_carries_the_hash_tag_and_a_relative_expiry() {
     s.revoke("g", T).await.expect("revoke");
     s.put_permission("p", "v").await.expect("put");
 
+    assert_eq!(
+        reserve(s, op(2), T, &[shared("g", u(1), u(9), LIFETIME)]).await,
+        Reserved::Charged
+    );
+    s.rate_limit(&[("k", 10, 10)], std::time::SystemTime::now())
+        .await
+        .expect("rate limit");
+
     let tag = format!("{{{}}}", backend.prefix);
+    let own = format!("{{{}a:{ACCOUNT:#x}}}", backend.prefix);
+    let shared_tag = format!("{{{}p}}", backend.prefix);
     let mut keys = scan(&backend.pattern());
     keys.sort();
     let window = T / 60;
     let mut expected = vec![
-        format!("{tag}c:a100:a"),
-        format!("{tag}c:f60:{window}:f"),
-        format!("{tag}c:l:l"),
-        format!("{tag}c:s0+1:s"),
-        format!("{tag}op:{}", op(1)),
+        format!("{own}c:a100:a"),
+        format!("{own}c:f60:{window}:f"),
+        format!("{own}c:l:l"),
+        format!("{own}c:s0+1:s"),
+        format!("{own}op:{}", op(1)),
+        format!("{own}op:{}", op(2)),
+        format!("{shared_tag}c:l:g"),
+        format!("{{{}rl}}k", backend.prefix),
         format!("{tag}perm:p"),
         format!("{tag}revoked"),
         format!("{tag}version"),
@@ -900,10 +1152,12 @@ async fn every_redis_key_carries_the_hash_tag_and_a_relative_expiry() {
     // The clock is pinned far in the past: an absolute expiry would have removed these already.
     let mut con = sync_connection();
     let mut ttl = |key: &str| -> i64 {
-        redis::cmd("TTL")
-            .arg(format!("{tag}{key}"))
-            .query(&mut con)
-            .expect("TTL")
+        let full = if key.starts_with("perm:") || key == "revoked" || key == "version" {
+            format!("{tag}{key}")
+        } else {
+            format!("{own}{key}")
+        };
+        redis::cmd("TTL").arg(full).query(&mut con).expect("TTL")
     };
     let fixed = ttl(&format!("c:f60:{window}:f"));
     let fixed_expected = (T - T % 60 + 60 - T + 3600) as i64;
@@ -928,14 +1182,15 @@ async fn malformed_redis_data_is_a_protocol_error() {
     let backend = RedisBackend::new().await;
     let s = &backend.store;
     let tag = format!("{{{}}}", backend.prefix);
+    let own = format!("{{{}a:{ACCOUNT:#x}}}", backend.prefix);
     let mut con = sync_connection();
     let _: () = redis::cmd("SET")
-        .arg(format!("{tag}c:l:x"))
+        .arg(format!("{own}c:l:x"))
         .arg("12ab")
         .query(&mut con)
         .expect("SET");
     let _: () = redis::cmd("SET")
-        .arg(format!("{tag}c:a100:y"))
+        .arg(format!("{own}c:a100:y"))
         .arg("oops")
         .query(&mut con)
         .expect("SET");
@@ -949,6 +1204,8 @@ async fn malformed_redis_data_is_a_protocol_error() {
     assert!(matches!(
         s.reserve(&Reservation {
             op: op(1),
+            account: ACCOUNT,
+            attempt: attempt_of(op(1)),
             now: T,
             charges: &x,
             guards: &[]
@@ -959,6 +1216,8 @@ async fn malformed_redis_data_is_a_protocol_error() {
     assert!(matches!(
         s.reserve(&Reservation {
             op: op(1),
+            account: ACCOUNT,
+            attempt: attempt_of(op(1)),
             now: T,
             charges: &y,
             guards: &[]
@@ -967,16 +1226,16 @@ async fn malformed_redis_data_is_a_protocol_error() {
         Err(StoreError::Protocol(_))
     ));
     assert!(matches!(
-        s.usage(&[("x".into(), LIFETIME)], T).await,
+        s.usage(ACCOUNT, &refs(&[("x".into(), LIFETIME)]), T).await,
         Err(StoreError::Protocol(_))
     ));
     assert!(matches!(
-        s.usage(&[("y".into(), ANCHORED)], T).await,
+        s.usage(ACCOUNT, &refs(&[("y".into(), ANCHORED)]), T).await,
         Err(StoreError::Protocol(_))
     ));
     assert!(matches!(s.version().await, Err(StoreError::Protocol(_))));
     // Nothing was recorded for the failed op.
-    assert!(!s.refund(op(1)).await.expect("refund"));
+    assert!(!s.refund(&ticket(op(1))).await.expect("refund"));
 }
 
 #[tokio::test]
@@ -1034,6 +1293,8 @@ async fn try_reserve(s: &Store, n: u64) -> Result<Reserved, StoreError> {
     let c = [charge("n", u(1), u(100), LIFETIME)];
     s.reserve(&Reservation {
         op: op(n),
+        account: ACCOUNT,
+        attempt: attempt_of(op(n)),
         now: T,
         charges: &c,
         guards: &[],
@@ -1049,7 +1310,7 @@ async fn a_closed_port_fails_fast() {
         assert!(is_outage(&e), "{e:?}");
         let e = bounded(s.ping()).await.expect_err("nothing listens");
         assert!(is_outage(&e), "{e:?}");
-        let e = bounded(s.usage(&[("n".into(), LIFETIME)], T))
+        let e = bounded(s.usage(ACCOUNT, &refs(&[("n".into(), LIFETIME)]), T))
             .await
             .expect_err("nothing listens");
         assert!(is_outage(&e), "{e:?}");
@@ -1157,7 +1418,10 @@ async fn a_store_started_before_its_server_recovers_when_it_appears() {
     let _server = PrivateRedis::start(port);
     assert_eq!(until_it_answers(&s, 2).await, Reserved::Charged);
     assert_eq!(
-        bounded(s.usage(&[("n".into(), LIFETIME)], T)).await.expect("usage")[0].used,
+        bounded(s.usage(ACCOUNT, &refs(&[("n".into(), LIFETIME)]), T))
+            .await
+            .expect("usage")[0]
+            .used,
         u(1)
     );
 }
@@ -1198,4 +1462,207 @@ async fn reserve_latency_report() {
         hist.max(),
         n as f64 / total.as_secs_f64()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster, Sentinel and TLS: the same suite on the servers production runs
+
+/// Starts a topology off the runtime's threads (a start takes a few seconds of blocking waits).
+async fn started<T: Send + 'static>(start: fn() -> T) -> T {
+    tokio::task::spawn_blocking(start).await.expect("topology start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_passes_on_a_redis_cluster() {
+    let cluster = started(Cluster::start).await;
+    conform_on(&cluster.seed_url(), Durability::Primary, None).await;
+    agrees_with_memory(&RedisBackend::on(&cluster.seed_url(), Durability::Replica, None).await).await;
+
+    // Accounts spread over the shards: 30 accounts' counters land on every primary.
+    let s = RedisBackend::on(&cluster.seed_url(), Durability::Primary, None).await;
+    for n in 0..30u64 {
+        let account = Address::from_word(B256::from(U256::from(n + 1)));
+        let r = Reservation {
+            op: op(n),
+            account,
+            attempt: 1,
+            now: T,
+            charges: &[charge("spread", u(1), u(1), LIFETIME)],
+            guards: &[],
+        };
+        assert_eq!(s.reserve(&r).await.expect("reserve"), Reserved::Charged);
+    }
+    for port in cluster.primaries() {
+        let keys = cluster.keys_matching(port, "*c:l:spread");
+        assert!(keys >= 3, "primary {port} holds {keys} of the 30 accounts' counters");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_passes_through_sentinel() {
+    let sentinels = started(Sentinels::start).await;
+    conform_on(&sentinels.url(), Durability::Primary, None).await;
+    agrees_with_memory(&RedisBackend::on(&sentinels.url(), Durability::Replica, None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_passes_over_tls_with_an_acl_user() {
+    let server = started(|| TlsRedis::with_user("alice", "s3cret:/@")).await;
+    conform_on(
+        &server.url_with_credentials(),
+        Durability::Primary,
+        Some(&server.ca_path()),
+    )
+    .await;
+
+    // Without the CA (the web roots only), or without the credentials, nothing is reachable.
+    let unreachable = |url: String, ca: Option<Vec<u8>>| async move {
+        let store = RedisStore::connect_with(
+            &Target::parse(&url).expect("URL"),
+            RedisOptions {
+                prefix: unique_prefix(),
+                timeout: Duration::from_secs(2),
+                dedupe_ttl: DEFAULT_DEDUPE_TTL,
+                durability: Durability::Primary,
+                ca_pem: ca,
+            },
+        )
+        .await
+        .expect("connecting is lazy");
+        store.ping().await.expect_err("refused")
+    };
+    let ca = std::fs::read(server.ca_path()).expect("CA");
+    let e = unreachable(server.url_with_credentials(), None).await;
+    assert!(is_outage(&e), "an unknown CA: {e:?}");
+    let e = unreachable(server.url(), Some(ca)).await;
+    assert!(is_outage(&e), "no ACL user: {e:?}");
+}
+
+/// A primary killed under a store with `durability = "replica"`: calls fail for a moment (never
+/// hang past the timeout); the promoted replica has no replica of its own, so reservations are
+/// refused as unacknowledged until the old primary rejoins as its replica; then the store follows
+/// the new topology, and every charge it acknowledged survived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_loses_no_acknowledged_charge() {
+    let mut cluster = started(Cluster::start).await;
+    let prefix = unique_prefix();
+    let s = RedisBackend::on_prefix(&cluster.seed_url(), Durability::Replica, None, prefix.clone()).await;
+    let c = [charge("kept", u(1), u(1000), LIFETIME)];
+    for n in 0..20 {
+        assert_eq!(try_reserve_with(&s, n, &c).await, Ok(Reserved::Charged));
+    }
+    // The primary holding the account's slot dies.
+    let own = cluster.primary_for_key(&format!("{{{prefix}a:{ACCOUNT:#x}}}c:l:kept"));
+    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill_primary(own));
+    let mut n = 100;
+    let mut unacknowledged = 0;
+    let attempt = |n: u64| {
+        let s = &s;
+        let c = &c;
+        async move {
+            let t = Instant::now();
+            let r = try_reserve_with(s, n, c).await;
+            assert!(
+                t.elapsed() < Duration::from_secs(6),
+                "a call hung for {:?}",
+                t.elapsed()
+            );
+            r
+        }
+    };
+    let promoted = tokio::task::block_in_place(|| cluster.wait_failover(own));
+    // A primary without a replica cannot acknowledge: refused, never counted as durable.
+    for _ in 0..3 {
+        match attempt(n).await {
+            Err(StoreError::Unavailable(m)) if m.contains("no replica acknowledged") => unacknowledged += 1,
+            Err(_) => {}
+            Ok(r) => panic!("a reservation without a replica was accepted: {r:?}"),
+        }
+        n += 1;
+    }
+    assert!(
+        unacknowledged > 0,
+        "the promoted primary {promoted} refused as unacknowledged"
+    );
+    tokio::task::block_in_place(|| cluster.restart(own));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match attempt(n).await {
+            Ok(Reserved::Charged) => break,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the store did not follow the failover: {e:?}"
+            ),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("reserving again {:?} after the kill", killed_at.elapsed());
+    // The 20 acknowledged charges survived; the failed attempts give back what they may have
+    // charged (only their own), so exactly 21 remain.
+    for m in 100..n {
+        s.refund(&ticket(op(m))).await.expect("refund of a failed attempt");
+    }
+    assert_eq!(used(&s, "kept", LIFETIME, T).await, u(21));
+}
+
+async fn try_reserve_with(s: &Store, n: u64, c: &[Charge]) -> Result<Reserved, StoreError> {
+    s.reserve(&Reservation {
+        op: op(n),
+        account: ACCOUNT,
+        attempt: attempt_of(op(n)),
+        now: T,
+        charges: c,
+        guards: &[],
+    })
+    .await
+}
+
+/// Sentinel promotes the replica after the primary is killed: a store connected before asks the
+/// sentinels again and reserves on the new primary, which has every acknowledged charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_promotion_is_followed() {
+    let mut sentinels = started(Sentinels::start).await;
+    let prefix = unique_prefix();
+    let durable = RedisBackend::on_prefix(&sentinels.url(), Durability::Replica, None, prefix.clone()).await;
+    let primary = RedisBackend::on_prefix(&sentinels.url(), Durability::Primary, None, prefix).await;
+    let c = [charge("kept", u(1), u(1000), LIFETIME)];
+    for n in 0..10 {
+        assert_eq!(try_reserve_with(&durable, n, &c).await, Ok(Reserved::Charged));
+    }
+    tokio::task::block_in_place(|| sentinels.kill_primary());
+    let promoted = tokio::task::block_in_place(|| sentinels.wait_promotion());
+    // The promoted primary has no replica: `durability = "replica"` refuses, and never hangs.
+    let t = Instant::now();
+    let e = try_reserve_with(&durable, 100, &c)
+        .await
+        .expect_err("no replica to acknowledge");
+    assert!(t.elapsed() < Duration::from_secs(6), "{e:?} after {:?}", t.elapsed());
+    // `durability = "primary"` reserves on the promoted primary, on top of the 10.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 200;
+    loop {
+        match try_reserve_with(&primary, n, &c).await {
+            Ok(r) => {
+                assert_eq!(r, Reserved::Charged);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "not following to {promoted}: {e:?}"),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    durable
+        .refund(&ticket(op(100)))
+        .await
+        .expect("refund of the refused attempt");
+    for m in 200..n {
+        primary
+            .refund(&ticket(op(m)))
+            .await
+            .expect("refund of a failed attempt");
+    }
+    assert_eq!(used(&primary, "kept", LIFETIME, T).await, u(11));
 }

@@ -345,9 +345,10 @@ pub fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Deletes every Redis key under a test's prefix (the store wraps it in a hash tag).
+/// Deletes every Redis key under a test's prefix (the store wraps it, with what it owns, in a hash
+/// tag: `{<prefix>}`, `{<prefix>a:<account>}`, `{<prefix>p}`, `{<prefix>rl}`).
 pub fn redis_cleanup(prefix: &str) {
-    let pattern = format!("{{{prefix}}}*");
+    let pattern = format!("{{{prefix}*");
     let keys = std::process::Command::new("redis-cli")
         .args(["--scan", "--pattern", &pattern])
         .output()
