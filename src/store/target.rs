@@ -277,11 +277,10 @@ impl Conn {
                     }
                 }
                 let client = b.build().map_err(|e| format!("Redis Cluster setup: {e}"))?;
-                Ok(Conn::Cluster(Arc::new(LazyCluster {
+                Ok(Conn::Cluster(Arc::new(Relink::new(
                     client,
-                    current: Mutex::new(None),
-                    connecting: tokio::sync::Mutex::new(()),
-                })))
+                    "Redis Cluster connection lost; reconnecting from the seed nodes on the next call",
+                ))))
             }
             Topology::Sentinel => {
                 let addrs = target.nodes.iter().map(|(h, p)| {
@@ -318,8 +317,10 @@ impl Conn {
                 }
                 let client = b.build().map_err(|e| format!("Sentinel setup: {e}"))?;
                 Ok(Conn::Sentinel(Arc::new(SentinelLink {
-                    client: tokio::sync::Mutex::new(client),
-                    current: Mutex::new(None),
+                    link: Relink::new(
+                        client,
+                        "lost the Sentinel primary; asking the sentinels again on the next call",
+                    ),
                     config: AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(o.timeout))
                         .set_response_timeout(Some(o.timeout)),
@@ -334,7 +335,7 @@ impl Conn {
         let n = pipe.len();
         match self {
             Conn::Cluster(c) => {
-                let mut conn = c.get().await?;
+                let mut conn = c.connection().await?;
                 conn.route_pipeline(
                     pipe.clone(),
                     0,
@@ -352,7 +353,7 @@ impl Conn {
         match self {
             Conn::Cluster(c) => {
                 use ::redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-                let mut conn = c.get().await?;
+                let mut conn = c.connection().await?;
                 conn.route_command(
                     ::redis::cmd("PING"),
                     RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded))),
@@ -364,93 +365,81 @@ impl Conn {
     }
 }
 
-/// A cluster connection made on first use. The redis crate follows MOVED and ASK and reconnects to
-/// known nodes; after a failure that may be a node gone (a failover), [`Conn::lost`] drops the
-/// connection, and the next call makes a new one from the seed nodes, with the topology as it is
-/// now.
-pub(crate) struct LazyCluster {
-    client: ::redis::cluster::ClusterClient,
-    current: Mutex<Option<ClusterConnection>>,
-    connecting: tokio::sync::Mutex<()>,
+/// A connection made on first use by one caller at a time, and dropped by [`Relink::reset`]
+/// after a failure that may be a server gone, so that the next call makes it again.
+pub(crate) struct Relink<C, M> {
+    /// What makes a connection (a cluster client, a Sentinel client).
+    maker: tokio::sync::Mutex<M>,
+    current: Mutex<Option<C>>,
+    /// Logged when a connection is dropped.
+    what: &'static str,
 }
 
-impl LazyCluster {
-    fn cached(&self) -> Option<ClusterConnection> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+impl<C: Clone, M> Relink<C, M> {
+    fn new(maker: M, what: &'static str) -> Self {
+        Self {
+            maker: tokio::sync::Mutex::new(maker),
+            current: Mutex::new(None),
+            what,
+        }
     }
 
-    async fn get(&self) -> RedisResult<ClusterConnection> {
-        if let Some(c) = self.cached() {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<C>> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current connection, or a new one from `make`.
+    async fn get<F>(&self, make: F) -> RedisResult<C>
+    where
+        F: AsyncFnOnce(&mut M) -> RedisResult<C>,
+    {
+        if let Some(c) = self.slot().clone() {
             return Ok(c);
         }
-        let _one = self.connecting.lock().await;
-        if let Some(c) = self.cached() {
+        // One caller at a time makes it; the others find its connection.
+        let mut maker = self.maker.lock().await;
+        if let Some(c) = self.slot().clone() {
             return Ok(c);
         }
-        let conn = self.client.get_async_connection().await?;
-        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
+        let conn = make(&mut maker).await?;
+        *self.slot() = Some(conn.clone());
         Ok(conn)
     }
 
+    /// Drops the connection; returns whether there was one.
     fn reset(&self) -> bool {
-        let dropped = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .is_some();
+        let dropped = self.slot().take().is_some();
         if dropped {
-            tracing::warn!("Redis Cluster connection lost; reconnecting from the seed nodes on the next call");
+            tracing::warn!("{}", self.what);
         }
         dropped
     }
 }
 
-/// The primary Sentinel names, connected on first use and asked for again after the connection
-/// fails or the server stops being a primary (a failover).
+/// A cluster connection. The redis crate follows MOVED and ASK and reconnects to known nodes;
+/// after a failure that may be a node gone (a failover) the next call makes a new one from the
+/// seed nodes, with the topology as it is then.
+pub(crate) type LazyCluster = Relink<ClusterConnection, ::redis::cluster::ClusterClient>;
+
+impl LazyCluster {
+    async fn connection(&self) -> RedisResult<ClusterConnection> {
+        self.get(async |client: &mut ::redis::cluster::ClusterClient| client.get_async_connection().await)
+            .await
+    }
+}
+
+/// The primary Sentinel names, asked for again after a failure that may be a failover.
 pub(crate) struct SentinelLink {
-    client: tokio::sync::Mutex<SentinelClient>,
-    current: Mutex<Option<MultiplexedConnection>>,
+    link: Relink<MultiplexedConnection, SentinelClient>,
     config: AsyncConnectionConfig,
 }
 
 impl SentinelLink {
-    fn cached(&self) -> Option<MultiplexedConnection> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    async fn get(&self) -> RedisResult<MultiplexedConnection> {
-        if let Some(c) = self.cached() {
-            return Ok(c);
-        }
-        // One caller at a time asks the sentinels; the others find its connection.
-        let mut client = self.client.lock().await;
-        if let Some(c) = self.cached() {
-            return Ok(c);
-        }
-        let conn = client.get_async_connection_with_config(&self.config).await?;
-        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
-        tracing::info!("connected to the primary Sentinel names");
-        Ok(conn)
-    }
-
-    fn reset(&self) -> bool {
-        let dropped = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .is_some();
-        if dropped {
-            tracing::warn!("lost the Sentinel primary; asking the sentinels again on the next call");
-        }
-        dropped
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        let config = &self.config;
+        self.link
+            .get(async |client: &mut SentinelClient| client.get_async_connection_with_config(config).await)
+            .await
     }
 }
 
@@ -486,7 +475,7 @@ impl Conn {
         match self {
             Conn::Single(_) => true,
             Conn::Cluster(c) => c.reset(),
-            Conn::Sentinel(s) => s.reset(),
+            Conn::Sentinel(s) => s.link.reset(),
         }
     }
 }
@@ -499,11 +488,11 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => {
                 let c = c.clone();
-                Box::pin(async move { c.get().await?.req_packed_command(cmd).await })
+                Box::pin(async move { c.connection().await?.req_packed_command(cmd).await })
             }
             Conn::Sentinel(s) => {
                 let s = s.clone();
-                Box::pin(async move { s.get().await?.req_packed_command(cmd).await })
+                Box::pin(async move { s.connection().await?.req_packed_command(cmd).await })
             }
         };
         f
@@ -519,11 +508,11 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => {
                 let c = c.clone();
-                Box::pin(async move { c.get().await?.req_packed_commands(cmd, offset, count).await })
+                Box::pin(async move { c.connection().await?.req_packed_commands(cmd, offset, count).await })
             }
             Conn::Sentinel(s) => {
                 let s = s.clone();
-                Box::pin(async move { s.get().await?.req_packed_commands(cmd, offset, count).await })
+                Box::pin(async move { s.connection().await?.req_packed_commands(cmd, offset, count).await })
             }
         };
         f

@@ -97,16 +97,8 @@ async fn two_processes_sharing_redis_accept_exactly_the_limit() {
     let mut replicas = Vec::new();
     let mut ports = Vec::new();
     for _ in 0..2 {
-        let (port, metrics) = (free_port().await, free_port().await);
-        let child = Command::new(env!("CARGO_BIN_EXE_opgate"))
-            .args(["serve", "--config", file.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("opgate starts");
-        replicas.push(Running(child));
+        let (child, port, _) = spawn_opgate(&file).await;
+        replicas.push(child);
         ports.push(port);
     }
     for p in &ports {

@@ -185,6 +185,7 @@ conformance!(
     accounts_keep_their_own_counters_and_share_the_shared,
     only_the_reserving_attempt_refunds,
     a_send_that_relied_on_a_reservation_keeps_it_charged,
+    a_refund_closes_an_anchored_window_it_opened_alone,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -828,6 +829,20 @@ async fn accounts_keep_their_own_counters_and_share_the_shared(s: &Store) {
         s.usage(Address::repeat_byte(0x0c), &n, T).await.expect("usage")[0].used,
         u(0)
     );
+}
+
+async fn a_refund_closes_an_anchored_window_it_opened_alone(s: &Store) {
+    let a = |amount| [charge("a", u(amount), u(100), ANCHORED)];
+    assert_eq!(reserve(s, op(1), T, &a(5)).await, Reserved::Charged);
+    assert!(s.refund(&ticket(op(1))).await.expect("refund"));
+    // As if never opened: the next charge opens its own window.
+    assert_eq!(usage(s, "a", ANCHORED, T + 50).await, counted(u(0), None));
+    assert_eq!(reserve(s, op(2), T + 50, &a(5)).await, Reserved::Charged);
+    assert_eq!(usage(s, "a", ANCHORED, T + 50).await, counted(u(5), Some(T + 150)));
+    // A window with another op's charge in it stays open after a refund.
+    assert_eq!(reserve(s, op(3), T + 60, &a(7)).await, Reserved::Charged);
+    assert!(s.refund(&ticket(op(2))).await.expect("refund"));
+    assert_eq!(usage(s, "a", ANCHORED, T + 60).await, counted(u(7), Some(T + 150)));
 }
 
 async fn only_the_reserving_attempt_refunds(s: &Store) {

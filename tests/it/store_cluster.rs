@@ -3,7 +3,6 @@
 //! `kill -9` in the middle of the load, with `durability = "replica"`, without one op admitted
 //! over its limit.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,16 +71,8 @@ impl Replicas {
         let mut ports = Vec::new();
         let mut metrics_ports = Vec::new();
         for _ in 0..2 {
-            let (port, metrics) = (free_port().await, free_port().await);
-            let child = Command::new(env!("CARGO_BIN_EXE_opgate"))
-                .args(["serve", "--config", file.to_str().unwrap()])
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("opgate starts");
-            children.push(Running(child));
+            let (child, port, metrics) = spawn_opgate(&file).await;
+            children.push(child);
             ports.push(port);
             metrics_ports.push(metrics);
         }

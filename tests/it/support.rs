@@ -385,6 +385,21 @@ impl Drop for Running {
     }
 }
 
+/// An `opgate serve` process on `config`, listening on a free port (and metrics on another):
+/// `(process, port, metrics port)`. Wait for it with [`wait_healthy`].
+pub async fn spawn_opgate(config: &std::path::Path) -> (Running, u16, u16) {
+    let (port, metrics) = (free_port().await, free_port().await);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_opgate"))
+        .args(["serve", "--config", config.to_str().expect("UTF-8 path")])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("opgate starts");
+    (Running(child), port, metrics)
+}
+
 /// Waits until something accepts connections on `port` (bounded: 30 s).
 pub async fn wait_healthy(port: u16) {
     for _ in 0..600 {
